@@ -1,0 +1,1 @@
+"""fic: the Fashion Image Classifier platform (Dagster code location)."""

@@ -1,0 +1,31 @@
+"""The `fic` command line: one entry point, a subcommand per tool."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, help). Each module has main(argv) -> int; imported lazily
+# so `fic parse-page` does not pay for Dagster's import.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("fic_assets.demo", "run the demo end to end through Dagster (demo shop crawl -> DuckDB)"),
+    "demo-shop": ("fic_assets.demo_shop.server", "serve the generated demo shop on 127.0.0.1"),
+    "parse-page": ("fic_crawler.parse_page", "parse saved product pages, print one JSON object each"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="fic", description=__doc__)
+    parser.add_argument("command", choices=sorted(COMMANDS), help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    args = parser.parse_args(argv[:1])
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

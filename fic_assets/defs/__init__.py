@@ -1,0 +1,1 @@
+"""One folder per domain; each exposes `defs`, merged in fic_assets.definitions."""

@@ -1,0 +1,83 @@
+"""Sensors and schedules that launch crawls."""
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from fic_assets import storage
+from fic_assets.defs.crawl.jobs import crawl_job, discover_brands_job
+from fic_assets.defs.crawl.partitions import brand_partitions
+from fic_assets.resources import DuckDBResource
+
+
+def partition_range_request(slugs: Sequence[str], run_key: str | None = None, tags: dict | None = None) -> dg.RunRequest:
+    """One run over consecutive brand partitions (the crawl assets use a single-run backfill policy).
+
+    One run per brand would start one Scrapy process and one DuckDB writer per brand; one run keeps the
+    crawl polite and the writes serial.
+    """
+    range_tags = {"dagster/asset_partition_range_start": slugs[0], "dagster/asset_partition_range_end": slugs[-1]}
+    return dg.RunRequest(run_key=run_key, tags={**(tags or {}), **range_tags})
+
+
+def new_brand_requests(known_partitions: Sequence[str], stored_slugs: Sequence[str]) -> tuple[list[str], dg.RunRequest | None]:
+    """Brands in DuckDB that are not partitions yet, and the run that crawls them for the first time.
+
+    Dynamic partitions keep the order they were added in, so the new ones form one range at the end.
+    """
+    known = set(known_partitions)
+    new = [slug for slug in stored_slugs if slug not in known]
+    if not new:
+        return [], None
+    return new, partition_range_request(new, run_key="first-crawl:" + ",".join(new), tags={"fic/trigger": "new_brands"})
+
+
+@dg.sensor(
+    job=crawl_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds brands found by the `brands` asset as partitions and requests their first crawl.",
+)
+def brand_sensor(context: dg.SensorEvaluationContext, duckdb: DuckDBResource) -> dg.SensorResult | dg.SkipReason:
+    # Only look at DuckDB when `brands` was materialized since the last tick: cheap ticks, no lock contention.
+    latest = context.instance.get_latest_materialization_event(dg.AssetKey("brands"))
+    if latest is None:
+        return dg.SkipReason("`brands` has never been materialized")
+    if context.cursor == str(latest.storage_id):
+        return dg.SkipReason("no new `brands` materialization")
+    try:
+        with duckdb.connect(read_only=True) as con:
+            stored = storage.brand_slugs(con)
+    except storage.DuckDBBusyError as error:
+        return dg.SkipReason(f"DuckDB busy, will retry next tick: {error}")
+    new, request = new_brand_requests(context.instance.get_dynamic_partitions(brand_partitions.name), stored)
+    if request is None:
+        return dg.SensorResult(skip_reason=dg.SkipReason("no new brands"), cursor=str(latest.storage_id))
+    context.log.info(f"new brands: {new}")
+    return dg.SensorResult(
+        run_requests=[request],
+        dynamic_partitions_requests=[brand_partitions.build_add_request(new)],
+        cursor=str(latest.storage_id),
+    )
+
+
+discover_brands_schedule = dg.ScheduleDefinition(
+    name="discover_brands_schedule",
+    job=discover_brands_job,
+    cron_schedule="0 2 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily: re-read the brand index; brand_sensor picks up brands that appeared.",
+)
+
+
+@dg.schedule(
+    job=crawl_job,
+    cron_schedule="0 3 * * 1",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Weekly: re-crawl every known brand in one run (prices move, products come and go).",
+)
+def recrawl_schedule(context: dg.ScheduleEvaluationContext):
+    slugs = context.instance.get_dynamic_partitions(brand_partitions.name)
+    if not slugs:
+        return dg.SkipReason("no brand partitions yet")
+    return partition_range_request(slugs, tags={"fic/trigger": "recrawl_schedule"})
