@@ -1,7 +1,5 @@
 import dagster as dg
 
-from fic_assets.defs.crawl.partitions import brand_partitions
-
 discover_brands_job = dg.define_asset_job(
     "discover_brands_job",
     selection=dg.AssetSelection.assets("brands"),
@@ -11,6 +9,5 @@ discover_brands_job = dg.define_asset_job(
 crawl_job = dg.define_asset_job(
     "crawl_job",
     selection=dg.AssetSelection.assets("pieces", "image_urls"),
-    partitions_def=brand_partitions,
     description="Crawl the listing and product pages of one brand partition, or of a range of them in one run.",
 )

@@ -40,9 +40,10 @@ def new_brand_requests(known_partitions: Sequence[str], stored_slugs: Sequence[s
 )
 def brand_sensor(context: dg.SensorEvaluationContext, duckdb: DuckDBResource) -> dg.SensorResult | dg.SkipReason:
     # Only look at DuckDB when `brands` was materialized since the last tick: cheap ticks, no lock contention.
-    latest = context.instance.get_latest_materialization_event(dg.AssetKey("brands"))
-    if latest is None:
+    records = context.instance.fetch_materializations(dg.AssetKey("brands"), limit=1).records
+    if not records:
         return dg.SkipReason("`brands` has never been materialized")
+    latest = records[0]
     if context.cursor == str(latest.storage_id):
         return dg.SkipReason("no new `brands` materialization")
     try:
