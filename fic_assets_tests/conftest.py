@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
@@ -16,6 +17,12 @@ def require(condition: bool, what: str) -> None:
     if IN_CI:
         pytest.fail(f"required test component missing under CI=true: {what}")
     pytest.skip(f"missing test component: {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
