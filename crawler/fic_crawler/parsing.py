@@ -1,0 +1,631 @@
+"""Parse Zalando-shaped pages into plain dicts (the contract is docs/shop-markup.md).
+
+Pure functions over parsel/lxml: no Scrapy engine, so `fic parse-page` and the tests use the same code as
+the spider. Nothing here reads class names: the real site hashes them on every deploy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html as html_lib
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Iterator
+from functools import cached_property
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
+
+from lxml import etree
+from parsel import Selector
+from price_parser import Price
+
+logger = logging.getLogger(__name__)
+
+PRODUCT_KEYS = ("item_id", "sku", "name", "brand", "price", "currency", "colour", "url", "images")
+SKU_IN_URL = re.compile(r"-([a-z0-9]{9}-[a-z0-9]{3})\.html", re.IGNORECASE)
+PRODUCT_TYPES = frozenset({"product", "individualproduct", "productmodel", "someproducts"})
+COLOUR_LABELS = ("farbe", "colour", "color", "couleur", "colore", "kleur", "kolor")
+# Elements whose text is never the product's price or colour: other products' cards and non-content.
+SKIPPED_TAGS = frozenset({"article", "script", "style", "noscript", "template", "svg"})
+STRUCK_TAGS = frozenset({"s", "del", "strike"})
+# How far up from the <h1> the header container may be: the brand link and prices sit in the h1's
+# parent or, behind a wrapper or two, its grandparent. Higher would reach other products' prices.
+HEADER_LEVELS = 3
+
+CURRENCY_SYMBOLS = {
+    "€": "EUR", "£": "GBP", "$": "USD", "us$": "USD", "fr.": "CHF", "chf": "CHF",
+    "zł": "PLN", "kč": "CZK", "ft": "HUF", "lei": "RON",
+}
+KRONE_BY_LANGUAGE = {"sv": "SEK", "da": "DKK", "nb": "NOK", "no": "NOK", "nn": "NOK"}
+PRICE_TEXT = re.compile(r"\d.{0,20}?(?:€|£|\$|chf|fr\.|zł|kč|kr|ft|lei|[a-z]{3})|(?:€|£|\$|chf|fr\.|[a-z]{3})\s?\d", re.IGNORECASE)
+
+
+class NoProductError(ValueError):
+    """The page holds no product (a listing, a 404 page, an empty or JavaScript-only page)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- small text and URL helpers -------------------------------------------------------------------------
+
+
+def clean_text(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if "&" in value:
+        # JSON-LD is not entity-decoded by the HTML parser; shops still write `Levi&#39;s` into it.
+        value = html_lib.unescape(value)
+    value = " ".join(value.split())
+    return value or None
+
+
+def fold(value: str) -> str:
+    """Comparison form: case, whitespace and typographic apostrophes do not matter."""
+    return " ".join(value.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'").casefold().split())
+
+
+def url_without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def sku_from_url(url: str) -> str | None:
+    match = SKU_IN_URL.search(urlsplit(url).path)
+    return match.group(1).upper() if match else None
+
+
+def item_id_for(sku: str | None, url: str) -> str:
+    """The SKU when known; otherwise a stable hash of the URL without query/fragment (tracking params vary)."""
+    if sku:
+        return sku.upper()
+    return hashlib.sha1(url_without_query(url).encode("utf-8")).hexdigest()[:16]
+
+
+def image_key(url: str) -> str:
+    """The same image at another `imwidth` (gallery thumbnails) is the same image."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "imwidth"]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+
+def image_width(url: str) -> int:
+    for key, value in parse_qsl(urlsplit(url).query):
+        if key == "imwidth" and value.isdigit():
+            return int(value)
+    return 0
+
+
+def is_packshot(url: str) -> bool:
+    return ("filter", "packshot") in parse_qsl(urlsplit(url).query)
+
+
+def image_records(urls: Iterable[str]) -> list[dict]:
+    """Dedupe by URL ignoring `imwidth` keeping first-seen order, each at its widest variant."""
+    best: dict[str, str] = {}
+    for url in urls:
+        key = image_key(url)
+        if key not in best or image_width(url) > image_width(best[key]):
+            best[key] = url
+    return [{"url": url, "position": position, "is_packshot": is_packshot(url)} for position, url in enumerate(best.values())]
+
+
+def page_selector(html: str) -> Selector:
+    return Selector(text=html or "<html></html>", type="html")
+
+
+def as_selector(page: str | Selector) -> Selector:
+    return page if isinstance(page, Selector) else page_selector(page)
+
+
+def canonical_url(page: str | Selector) -> str | None:
+    """The page's own URL as it declares it (`<link rel=canonical>`, else og:url); absolute URLs only."""
+    sel = as_selector(page)
+    for href in sel.xpath('//link[@rel="canonical"]/@href | //meta[@property="og:url"]/@content').getall():
+        href = href.strip()
+        if urlsplit(href).scheme in ("http", "https"):
+            return href
+    return None
+
+
+# --- structured data (JSON-LD) --------------------------------------------------------------------------
+
+
+def _strip_script_wrappers(text: str) -> str:
+    text = text.strip()
+    for start, end in (("<!--", "-->"), ("<![CDATA[", "]]>"), ("//<![CDATA[", "//]]>")):
+        if text.startswith(start) and text.endswith(end):
+            text = text[len(start) : -len(end)].strip()
+    return text
+
+
+def json_ld_nodes(sel: Selector, notes: list[str]) -> Iterator[dict]:
+    """Every JSON object in the page's ld+json scripts, lists and `@graph` flattened.
+
+    A script with invalid JSON is skipped and noted: one broken block must not hide a good one.
+    """
+    for index, raw in enumerate(sel.xpath('//script[contains(@type, "ld+json")]/text()').getall()):
+        text = _strip_script_wrappers(raw)
+        if not text:
+            continue
+        try:
+            # strict=False: real pages put raw newlines into description strings.
+            data = json.loads(text, strict=False)
+        except ValueError as error:
+            notes.append("invalid_json_ld")
+            logger.debug("skipping ld+json script #%d: invalid JSON (%s)", index, error)
+            continue
+        yield from _walk_json_ld(data, depth=0)
+
+
+def _walk_json_ld(data: Any, depth: int) -> Iterator[dict]:
+    if depth > 5:
+        return
+    if isinstance(data, list):
+        for node in data:
+            yield from _walk_json_ld(node, depth + 1)
+    elif isinstance(data, dict):
+        yield data
+        for key in ("@graph", "mainEntity"):
+            if key in data:
+                yield from _walk_json_ld(data[key], depth + 1)
+
+
+def is_product_node(node: dict) -> bool:
+    types = node.get("@type")
+    types = types if isinstance(types, list) else [types]
+    return any(isinstance(t, str) and t.rsplit("/", 1)[-1].lower() in PRODUCT_TYPES for t in types)
+
+
+def pick_product(nodes: Iterable[dict], url_sku: str | None) -> dict | None:
+    """The page's own Product: the one whose SKU matches the URL when several are marked up."""
+    products = [node for node in nodes if is_product_node(node)]
+    if url_sku:
+        for product in products:
+            if (json_text(product.get("sku")) or "").upper() == url_sku:
+                return product
+    return products[0] if products else None
+
+
+def json_text(value: Any) -> str | None:
+    """A display string from a JSON-LD value that may be a string, a number, a {name: ...} dict or a list."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, dict):
+        value = value.get("name")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    return clean_text(value) if isinstance(value, str) else None
+
+
+def parse_amount(value: Any) -> float | None:
+    """A JSON-LD price: number or string ("34.99"); None when unparseable or not a real price."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        amount = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            amount = float(text)
+        except ValueError:
+            amount = Price.fromstring(text).amount_float
+            if amount is None:
+                return None
+    else:
+        return None
+    # A zero or negative offer price is a placeholder (sold-out size), never what the piece costs.
+    return amount if math.isfinite(amount) and amount > 0 else None
+
+
+def _offer_prices(offers: Any, currency: str | None, depth: int = 0) -> Iterator[tuple[float, str | None]]:
+    if depth > 4:
+        return
+    if isinstance(offers, list):
+        for offer in offers:
+            yield from _offer_prices(offer, currency, depth + 1)
+        return
+    if not isinstance(offers, dict):
+        return
+    currency = json_text(offers.get("priceCurrency")) or currency
+    for key in ("price", "lowPrice"):
+        amount = parse_amount(offers.get(key))
+        if amount is not None:
+            yield amount, currency
+    for key in ("priceSpecification", "offers"):
+        if key in offers:
+            yield from _offer_prices(offers[key], currency, depth + 1)
+
+
+def lowest_offer(offers: Any) -> tuple[float | None, str | None]:
+    """Lowest offer price and that offer's currency (offers per size may differ; the listing shows the lowest)."""
+    prices = list(_offer_prices(offers, None))
+    if not prices:
+        return None, None
+    amount, currency = min(prices, key=lambda pair: pair[0])
+    return amount, currency.upper() if currency else None
+
+
+def json_ld_image_urls(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value.strip()] if value.strip() else []
+    if isinstance(value, list):
+        return [url for entry in value for url in json_ld_image_urls(entry)]
+    if isinstance(value, dict):
+        return json_ld_image_urls(value.get("contentUrl") or value.get("url"))
+    return []
+
+
+# --- visible markup (fallback) --------------------------------------------------------------------------
+
+
+def _language(root: etree._Element) -> str:
+    return (root.get("lang") or "").strip().lower()
+
+
+def decimal_separator(language: str) -> str | None:
+    """The locale's decimal separator; None lets price-parser guess for a locale we do not know."""
+    base = language.split("-")[0]
+    if base == "en" or language.endswith("-ch"):
+        return "."
+    if base in {"de", "fr", "it", "es", "nl", "pl", "cs", "sk", "sv", "da", "fi", "nb", "no", "nn", "pt", "hu", "ro", "hr", "sl", "lt", "lv", "et", "be"}:
+        return ","
+    return None
+
+
+def currency_code(symbol: str | None, language: str) -> str | None:
+    if not symbol:
+        return None
+    key = symbol.strip().lower()
+    if key == "kr":
+        return KRONE_BY_LANGUAGE.get(language.split("-")[0])
+    if key in CURRENCY_SYMBOLS:
+        return CURRENCY_SYMBOLS[key]
+    return key.upper() if re.fullmatch(r"[a-z]{3}", key) else None
+
+
+def parse_price_text(text: str, language: str) -> tuple[float, str | None] | None:
+    """A visible price ("39,95 €" in de-DE, "£39.95" in en-GB) as (amount, ISO currency)."""
+    text = text.strip()
+    # A leading minus is a discount amount ("-10,00 €"), not a price.
+    if not text or text[0] in "-\u2212" or not PRICE_TEXT.search(text):
+        return None
+    price = Price.fromstring(text, decimal_separator=decimal_separator(language))
+    if price.amount_float is None or price.amount_float <= 0 or not price.currency:
+        return None
+    return price.amount_float, currency_code(price.currency, language)
+
+
+def _brand_like_href(href: str | None, page_url: str) -> bool:
+    """A brand listing link: one path segment ending in a slash (`/levis/`), on any host."""
+    if not href:
+        return False
+    path = urlsplit(urljoin(page_url, href.strip())).path
+    segments = path.split("/")
+    return path.endswith("/") and len([s for s in segments if s]) == 1
+
+
+def _text_without(element: etree._Element, skip: etree._Element | None) -> str:
+    parts = [element.text or ""]
+    for child in element:
+        if child is not skip and isinstance(child.tag, str):
+            parts.append(_text_without(child, skip))
+        parts.append(child.tail or "")
+    return "".join(parts)
+
+
+def _is_struck(text_parent: etree._Element, stop: etree._Element) -> bool:
+    node: etree._Element | None = text_parent
+    while node is not None:
+        if node.tag in STRUCK_TAGS or "line-through" in (node.get("style") or ""):
+            return True
+        if node is stop:
+            return False
+        node = node.getparent()
+    return False
+
+
+def _in_nav(element: etree._Element, stop: etree._Element) -> bool:
+    """Inside site navigation (menus link to `/cart/`, `/women-clothing/`: brand-shaped, not brands)."""
+    node = element.getparent()
+    while node is not None and node is not stop:
+        if node.tag in ("nav", "header", "footer"):
+            return True
+        node = node.getparent()
+    return False
+
+
+def _block_of(element: etree._Element) -> etree._Element:
+    node = element
+    while node.tag not in ("p", "div", "li", "section", "dd") and node.getparent() is not None:
+        node = node.getparent()
+    return node
+
+
+class Markup:
+    """What the visible page says about its product, computed lazily: JSON-LD usually makes most unneeded."""
+
+    def __init__(self, sel: Selector, url: str) -> None:
+        self.root: etree._Element = sel.root
+        self.url = url
+        self.language = _language(self.root) if isinstance(self.root.tag, str) else ""
+
+    @cached_property
+    def h1(self) -> etree._Element | None:
+        for h1 in self.root.xpath("//h1[not(ancestor::article)]"):
+            if "".join(h1.itertext()).strip():
+                return h1
+        return None
+
+    @cached_property
+    def brand_link(self) -> etree._Element | None:
+        """The brand's listing link: inside the h1, else the nearest one before it in the header container."""
+        if self.h1 is None:
+            return None
+        for link in self.h1.iter("a"):
+            if _brand_like_href(link.get("href"), self.url):
+                return link
+        container = self.h1
+        for _ in range(HEADER_LEVELS):
+            container = container.getparent()
+            if container is None:
+                return None
+            nearest = None
+            for element in container.iter():
+                if element is self.h1:
+                    break
+                if element.tag == "a" and _brand_like_href(element.get("href"), self.url) and not _in_nav(element, container):
+                    nearest = element
+            if nearest is not None:
+                return nearest
+        return None
+
+    @cached_property
+    def brand(self) -> str | None:
+        link = self.brand_link
+        if link is None:
+            return None
+        return clean_text("".join(link.itertext())) or clean_text(link.get("title") or link.get("aria-label"))
+
+    @cached_property
+    def name(self) -> str | None:
+        if self.h1 is None:
+            return None
+        link = self.brand_link
+        inside = link is not None and any(element is link for element in self.h1.iter("a"))
+        name = clean_text(_text_without(self.h1, link if inside else None))
+        if name:
+            name = name.strip(" -\u2013|:") or None
+        return name or clean_text("".join(self.h1.itertext()))
+
+    def _header_texts(self) -> Iterator[tuple[str, etree._Element, bool]]:
+        """(text, parent element, struck?) after the h1 in its header container, nearest first."""
+        node = self.h1
+        for _ in range(HEADER_LEVELS):
+            if node is None:
+                return
+            for sibling in node.itersiblings():
+                yield from self._texts_in(sibling)
+            node = node.getparent()
+
+    def _texts_in(self, top: etree._Element) -> Iterator[tuple[str, etree._Element, bool]]:
+        if not isinstance(top.tag, str) or top.tag in SKIPPED_TAGS:
+            return
+        for text in top.xpath(".//text()[normalize-space()][not(ancestor::article)][not(ancestor::script)][not(ancestor::style)]"):
+            parent = text.getparent()
+            if text.is_tail:
+                parent = parent.getparent()
+                if parent is None:
+                    continue
+            yield str(text), parent, _is_struck(parent, top)
+
+    @cached_property
+    def details(self) -> tuple[float | None, str | None, str | None]:
+        """(price, currency, colour) from one pass over the header container."""
+        price: tuple[float, str | None] | None = None
+        price_block: etree._Element | None = None  # None once the price is final
+        colour: str | None = None
+        colour_next = False
+        for text, parent, struck in self._header_texts():
+            stripped = text.strip()
+            if colour_next:
+                colour, colour_next = clean_text(stripped), False
+                continue
+            if colour is None:
+                label, colon, rest = stripped.partition(":")
+                if colon and label.strip().casefold() in COLOUR_LABELS:
+                    colour = clean_text(rest)
+                    colour_next = colour is None
+                    continue
+            if price is not None and price_block is not None and _block_of(parent) is not price_block:
+                price_block = None
+            if price is not None and price_block is None:
+                if colour is not None:
+                    break
+                continue
+            parsed = None if struck else parse_price_text(stripped, self.language)
+            if parsed is None:
+                continue
+            if price is None:
+                price, price_block = parsed, _block_of(parent)
+            elif parsed[0] < price[0]:
+                # Two unmarked prices in one block: the old one, then the sale one (the lower).
+                price = parsed
+        if colour is None:
+            colour = self._colour_anywhere()
+        amount, currency = price if price else (None, None)
+        return amount, currency, colour
+
+    def _colour_anywhere(self) -> str | None:
+        """The colour label outside the header container (some layouts put it under the gallery)."""
+        for text in self.root.xpath("//text()[contains(., ':')][not(ancestor::article)][not(ancestor::script)]"):
+            label, _, rest = str(text).strip().partition(":")
+            if label.strip().casefold() not in COLOUR_LABELS:
+                continue
+            if clean_text(rest):
+                return clean_text(rest)
+            # The value is the next text; for a label that is a tail text, `following::` starts with itself.
+            following = text.getparent().xpath("following::text()[normalize-space()][position() <= 2]")
+            values = [str(value) for value in following if str(value).strip() != str(text).strip()]
+            return clean_text(values[0]) if values else None
+        return None
+
+    def gallery_urls(self, name: str | None) -> list[str]:
+        """The product's own images: `img` outside recommendation cards whose alt names the product."""
+        if not name:
+            return []
+        needle = fold(name)
+        urls = []
+        for img in self.root.xpath("//img[@alt][not(ancestor::article)]"):
+            if needle not in fold(img.get("alt", "")):
+                continue
+            src = (img.get("src") or img.get("data-src") or "").strip()
+            if not src and img.get("srcset"):
+                src = img.get("srcset").split(",")[0].split()[0]
+            if src and not src.startswith("data:"):
+                urls.append(urljoin(self.url, src))
+        return urls
+
+    @property
+    def looks_like_product(self) -> bool:
+        price, _, colour = self.details
+        return self.h1 is not None and (price is not None or colour is not None or bool(self.gallery_urls(self.name)))
+
+
+# --- the product ----------------------------------------------------------------------------------------
+
+
+def parse_product(html: str, url: str) -> dict:
+    """The product on a saved or fetched page, as a dict with exactly PRODUCT_KEYS.
+
+    Raises NoProductError when the page holds no product.
+    """
+    if not html or not html.strip():
+        raise NoProductError("empty page")
+    notes: list[str] = []
+    product = product_from_selector(page_selector(html), url, notes)
+    for note in notes:
+        logger.debug("%s: %s", url, note)
+    return product
+
+
+def product_from_selector(sel: Selector, url: str, notes: list[str] | None = None) -> dict:
+    """parse_product on an already parsed page (the spider's response.selector). Notes name fallbacks used."""
+    notes = notes if notes is not None else []
+    url = url.split("#", 1)[0]
+    url_sku = sku_from_url(url)
+    node = pick_product(json_ld_nodes(sel, notes), url_sku)
+    markup = Markup(sel, url)
+    if node is None:
+        if markup.h1 is None:
+            raise NoProductError("no schema.org Product in JSON-LD and no <h1> product heading")
+        if not markup.looks_like_product:
+            raise NoProductError(f"no schema.org Product in JSON-LD and no price, colour or gallery next to the <h1> {markup.name!r}")
+        notes.append("markup_only")
+        node = {}
+
+    name = json_text(node.get("name")) or _noted(markup.name, "name_from_markup", node, notes)
+    brand = json_text(node.get("brand")) or _noted(markup.brand, "brand_from_markup", node, notes)
+    sku = json_text(node.get("sku"))
+    sku = sku.upper() if sku else url_sku
+    price, currency = lowest_offer(node.get("offers"))
+    if price is None:
+        price, currency, _ = markup.details
+        _noted(price, "price_from_markup", node, notes)
+    colour = json_text(node.get("color")) or markup.details[2]
+    image_urls = [urljoin(url, html_lib.unescape(u)) for u in json_ld_image_urls(node.get("image"))]
+    if not image_urls:
+        image_urls = markup.gallery_urls(name)
+        _noted(image_urls, "images_from_markup", node, notes)
+    return {
+        "item_id": item_id_for(sku, url),
+        "sku": sku,
+        "name": name,
+        "brand": brand,
+        "price": price,
+        "currency": currency,
+        "colour": colour,
+        "url": url,
+        "images": image_records(image_urls),
+    }
+
+
+def _noted(value: Any, note: str, node: dict, notes: list[str]) -> Any:
+    """Record that a field came from the markup although a JSON-LD Product exists (the site changed?)."""
+    if value and node:
+        notes.append(note)
+    return value
+
+
+def brand_path(page: str | Selector, url: str) -> str | None:
+    """The path segment of the product's brand link (`/levis/` -> "levis"): the shop's own brand key."""
+    link = Markup(as_selector(page), url).brand_link
+    if link is None:
+        return None
+    return unquote(urlsplit(urljoin(url, link.get("href", "").strip())).path.strip("/")) or None
+
+
+# --- brand index and listings ---------------------------------------------------------------------------
+
+
+def parse_brand_index(page: str | Selector, url: str) -> list[dict]:
+    """Brands on the shop's brand index: list links to `/{brand-path}/`, navigation links left out."""
+    sel = as_selector(page)
+    host = urlsplit(url).netloc
+    brands: dict[str, dict] = {}
+    for link in sel.root.xpath("//li//a[@href][not(ancestor::nav)][not(ancestor::header)][not(ancestor::footer)]"):
+        absolute = urljoin(url, link.get("href").strip()).split("#", 1)[0]
+        parts = urlsplit(absolute)
+        if parts.netloc != host or parts.query or not _brand_like_href(absolute, url):
+            continue
+        path = unquote(parts.path.strip("/"))
+        name = clean_text("".join(link.itertext())) or clean_text(link.get("title"))
+        if name and path not in brands:
+            brands[path] = {"name": name, "path": path, "url": absolute}
+    return list(brands.values())
+
+
+def product_links(page: str | Selector, url: str) -> list[str]:
+    """Product page URLs (the SKU URL pattern) linked from a listing, in page order, once each."""
+    sel = as_selector(page)
+    links: dict[str, None] = {}
+    for href in sel.xpath("//a/@href").getall():
+        absolute = urljoin(url, href.strip()).split("#", 1)[0]
+        if SKU_IN_URL.search(urlsplit(absolute).path):
+            links.setdefault(absolute)
+    return list(links)
+
+
+def page_number(url: str) -> int:
+    for key, value in parse_qsl(urlsplit(url).query):
+        if key == "p" and value.isdigit():
+            return int(value)
+    return 1
+
+
+def listing_page_url(url: str, number: int) -> str:
+    """Page N of a listing: `?p=N`, page 1 without it (so it dedupes with the listing's own URL)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "p"]
+    if number > 1:
+        query.append(("p", str(number)))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+
+def pagination_links(page: str | Selector, url: str) -> list[str]:
+    """Other pages of the same listing (`?p=N` links on its path), by page number."""
+    sel = as_selector(page)
+    path = urlsplit(url).path
+    pages: dict[int, str] = {}
+    for href in sel.xpath("//a/@href").getall():
+        absolute = urljoin(url, href.strip())
+        parts = urlsplit(absolute)
+        if parts.path != path or "p=" not in parts.query:
+            continue
+        number = page_number(absolute)
+        if number != page_number(url):
+            pages.setdefault(number, listing_page_url(absolute, number))
+    return [pages[number] for number in sorted(pages)]

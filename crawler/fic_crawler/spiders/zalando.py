@@ -1,0 +1,151 @@
+"""Brand listings -> product pages -> ProductItems.
+
+    scrapy crawl zalando -a brands=levis,jack-jones [-a category=women-clothing] [-a max_pages=2]
+                         [-a shop_url=https://www.zalando.de] [-a render=playwright] -O items.jsonl
+    scrapy crawl zalando -a product_urls=https://www.zalando.de/...-le221a000-k11.html -O items.jsonl
+
+`product_urls` crawls single product pages (re-checks, the render tests); their brand_slug is the slug of
+the page's brand link path, the same key a brand listing would give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Self
+from urllib.parse import quote, unquote
+
+import scrapy
+from scrapy.crawler import Crawler
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http import Response, TextResponse
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.python.failure import Failure
+
+from fic_crawler.items import ProductItem
+from fic_crawler.items import brand_slug as slug_of
+from fic_crawler.parsing import NoProductError, brand_path, page_number, pagination_links, product_from_selector, product_links
+from fic_crawler.spiders.base import ShopSpider
+
+
+def split_brand_paths(brands: str) -> list[str]:
+    """'levis, /jack-jones/' -> ['levis', 'jack-jones']: the shop's brand path segments, once each."""
+    paths: dict[str, None] = {}
+    for raw in brands.split(","):
+        path = unquote(raw.strip().strip("/"))
+        if path:
+            paths.setdefault(path)
+    return list(paths)
+
+
+class ZalandoSpider(ShopSpider):
+    name = "zalando"
+
+    def __init__(
+        self,
+        brands: str = "",
+        category: str = "",
+        max_pages: str | int | None = None,
+        product_urls: str = "",
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.brand_paths = split_brand_paths(brands)
+        self.product_urls = [url.strip() for url in product_urls.split(",") if url.strip()]
+        if not self.brand_paths and not self.product_urls:
+            raise ValueError("no brands to crawl: pass -a brands=levis,jack-jones (comma-separated brand paths)")
+        self.category = category.strip().strip("/")
+        # None: FIC_MAX_PAGES, read in from_crawler once settings exist.
+        self.max_pages = _non_negative_int(max_pages, "max_pages") if max_pages not in (None, "") else None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        if spider.max_pages is None:
+            spider.max_pages = _non_negative_int(crawler.settings.get("FIC_MAX_PAGES", 0), "FIC_MAX_PAGES")
+        return spider
+
+    def listing_url(self, brand_path: str) -> str:
+        segments = [self.category, brand_path] if self.category else [brand_path]
+        return self.shop_page("/".join(quote(segment, safe="-_.~") for segment in segments) + "/")
+
+    async def start(self) -> AsyncIterator[scrapy.Request]:
+        for request in self.start_requests():
+            yield request
+
+    def start_requests(self) -> Iterator[scrapy.Request]:
+        # Kept (beside start) because scrapy-splash's spider middleware only implements
+        # process_start_requests; Scrapy 2.13 refuses a start()-only spider with it enabled.
+        self.note_crawl()
+        for path in self.brand_paths:
+            slug = slug_of(path)
+            if not slug:
+                self.logger.error("brand path %r has no slug ([a-z0-9-]); skipped", path)
+                self.count("fic/skipped/brand_without_slug")
+                continue
+            yield self.page_request(self.listing_url(path), self.parse_listing, cb_kwargs={"brand_slug": slug})
+        for url in self.product_urls:
+            yield self.product_request(url, brand_slug=None, listing_url=None)
+
+    def product_request(self, url: str, brand_slug: str | None, listing_url: str | None) -> scrapy.Request:
+        cb_kwargs = {"brand_slug": brand_slug, "listing_url": listing_url}
+        return self.page_request(url, self.parse_product, errback=self.product_failed, cb_kwargs=cb_kwargs)
+
+    def parse_listing(self, response: Response, brand_slug: str) -> Iterator[scrapy.Request]:
+        self.count("fic/pages/listing")
+        if not isinstance(response, TextResponse):
+            self.logger.warning("listing %s is not a text page (%s)", response.url, type(response).__name__)
+            return
+        links = product_links(response.selector, response.url)
+        if not links:
+            self.count("fic/warnings/empty_listing")
+            self.logger.warning("no product links on listing %s", response.url)
+        for link in links:
+            yield self.product_request(link, brand_slug, response.url)
+        for url in pagination_links(response.selector, response.url):
+            if self.max_pages and page_number(url) > self.max_pages:
+                continue
+            # Every ?p=N link is followed; the duplicate filter drops the pages already requested.
+            yield self.page_request(url, self.parse_listing, cb_kwargs={"brand_slug": brand_slug})
+
+    def parse_product(self, response: Response, brand_slug: str | None, listing_url: str | None) -> Iterator[ProductItem]:
+        self.count("fic/pages/product")
+        if not isinstance(response, TextResponse):
+            self.drop_page(response.url, "no_product", f"not a text page ({type(response).__name__})")
+            return
+        notes: list[str] = []
+        try:
+            product = product_from_selector(response.selector, response.url, notes)
+        except NoProductError as error:
+            self.drop_page(response.url, "no_product", error.reason)
+            return
+        for note in notes:
+            self.count(f"fic/parse/{note}")
+        if brand_slug is None:
+            brand_slug = slug_of(brand_path(response.selector, response.url) or product["brand"] or "")
+        yield ProductItem(**product, brand_slug=brand_slug, listing_url=listing_url)
+
+    def product_failed(self, failure: Failure) -> None:
+        """A product page that never arrived (HTTP error after retries, timeout, refused) is a counted drop."""
+        request = failure.request
+        if failure.check(HttpError):
+            reason = f"http_{failure.value.response.status}"
+        elif failure.check(IgnoreRequest):
+            reason = "ignored"  # robots.txt or off-site; Scrapy's own stats say which
+        else:
+            reason = "download_error"
+        self.drop_page(request.url, reason, repr(failure.value))
+
+    def drop_page(self, url: str, reason: str, detail: str) -> None:
+        self.count(f"fic/dropped/{reason}")
+        self.logger.warning("dropped product page %s (%s): %s", url, reason, detail)
+
+
+def _non_negative_int(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number (0 = all pages), got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{name} must be 0 (all pages) or more, got {number}")
+    return number

@@ -1,0 +1,516 @@
+"""The product page parser (fic_crawler.parsing) and `fic parse-page`.
+
+Saved pages under data/pages/ are hand-written in the real zalando markup's shape (hashed class names,
+JSON-LD in head or body, dozens of recommendation cards); pages of the demo shop are fetched from it.
+Each test on bad input names the bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from html import escape
+from pathlib import Path
+
+import pytest
+
+from fic_crawler.items import brand_slug
+from fic_crawler.parsing import (
+    PRODUCT_KEYS,
+    NoProductError,
+    canonical_url,
+    image_records,
+    item_id_for,
+    lowest_offer,
+    page_selector,
+    pagination_links,
+    parse_brand_index,
+    parse_price_text,
+    parse_product,
+    product_from_selector,
+    product_links,
+)
+
+PAGES = Path(__file__).parent / "data" / "pages"
+REPO = Path(__file__).resolve().parents[1]
+LEVIS_URL = "https://www.zalando.de/levis-501-original-jeans-straight-leg-le221a000-k11.html"
+
+
+def saved(name: str) -> str:
+    return (PAGES / name).read_text(encoding="utf-8")
+
+
+def parse_saved(name: str) -> dict:
+    html = saved(name)
+    return parse_product(html, canonical_url(html) or f"https://www.zalando.de/{name}")
+
+
+def product_page(
+    *,
+    brand: str = "Levi's",
+    name: str = "501 ORIGINAL - Jeans Straight Leg",
+    price_html: str = "<span>39,95 €</span> <span>inkl. MwSt.</span>",
+    colour: str | None = "blau",
+    lang: str = "de-DE",
+    json_ld: str = "",
+    brand_in_h1: bool = False,
+    images: tuple[str, ...] = ("/img/article/a.jpg?imwidth=1800", "/img/article/b.jpg?imwidth=1800&filter=packshot"),
+) -> str:
+    """A small page in the shop's shape (brand link, h1, price, colour, gallery, a recommendation card)."""
+    link = f'<a class="x1" href="/brand-path/"><h3 class="x2">{escape(brand)}</h3></a>'
+    heading = f'<h1 class="x3"><span>{escape(name)}</span></h1>'
+    if brand_in_h1:
+        heading = f'<h1 class="x3"><a href="/brand-path/">{escape(brand)}</a> <span>{escape(name)}</span></h1>'
+        link = ""
+    colour_html = f"<p><span>Farbe:</span> <span>{escape(colour)}</span></p>" if colour else ""
+    gallery = "".join(f'<li><img src="{escape(src)}" alt="{escape(brand)} {escape(name)} - x"></li>' for src in images)
+    return f"""<!DOCTYPE html><html lang="{lang}"><head><title>t</title>{json_ld}</head><body>
+<ul class="g">{gallery}</ul>
+<div class="h">{link}{heading}<p>{price_html}</p>{colour_html}</div>
+<section><h2>Das könnte dir auch gefallen</h2>
+<article><a href="/other-thing-ot121a000-k11.html"><img src="/img/article/rec.jpg?imwidth=300"
+ alt="{escape(brand)} {escape(name)} - anderefarbe"><h3>{escape(brand)}</h3><p><span>9,99 €</span></p></a></article></section>
+</body></html>"""
+
+
+def ld(data: object) -> str:
+    return f'<script type="application/ld+json">{json.dumps(data)}</script>'
+
+
+# --- saved pages in the real site's shape ---------------------------------------------------------------
+
+
+def test_zalando_de_page_reads_json_ld_and_ignores_recommendation_images():
+    product = parse_saved("zalando_de_product.html")
+    assert tuple(product) == PRODUCT_KEYS
+    assert product["item_id"] == product["sku"] == "LE221A000-K11"
+    assert product["name"] == "501® ORIGINAL - Jeans Straight Leg"
+    assert product["brand"] == "Levi's®"
+    assert (product["price"], product["currency"], product["colour"]) == (119.95, "EUR", "stonewash")
+    assert product["url"] == LEVIS_URL
+    assert [image["position"] for image in product["images"]] == [0, 1, 2, 3, 4]
+    assert [image["is_packshot"] for image in product["images"]] == [False, False, False, True, True]
+    # 54 recommendation cards (one the same model in another colour) contribute no image.
+    assert all("imwidth=1800" in image["url"] for image in product["images"])
+
+
+def test_same_page_without_json_ld_gives_the_same_product_from_markup():
+    """No JSON-LD Product: name from the h1, brand link, price/colour after it, gallery minus thumbnails."""
+    assert parse_saved("zalando_de_product_no_jsonld.html") == parse_saved("zalando_de_product.html")
+
+
+def test_en_gb_page_with_pound_price_graph_and_image_objects():
+    """en-GB, `@graph` with `@type` as a list, one offer as a dict, ImageObject images, no colour in JSON-LD."""
+    product = parse_saved("zalando_co_uk_product.html")
+    assert product["item_id"] == "JA222G0AD-K11"
+    assert product["brand"] == "Jack & Jones"  # `Jack &amp; Jones` in the JSON-LD
+    assert (product["price"], product["currency"]) == (39.95, "GBP")
+    assert product["colour"] == "blue denim"  # filled from the "Colour:" label
+    assert [image["is_packshot"] for image in product["images"]] == [False, False, True]
+
+
+def test_sale_page_takes_the_current_price_not_the_struck_one():
+    """No JSON-LD; `<s>1.499,00 €</s>` then `1.299,00 €` (thousands separator) then `-13 %`."""
+    product = parse_saved("zalando_de_sale_no_jsonld.html")
+    assert (product["price"], product["currency"]) == (1299.0, "EUR")
+    assert product["colour"] == "black"  # "Farbe: black" in one span
+    assert product["brand"] == "MONCLER"
+    # Thumbnails repeat the gallery at imwidth=156: deduped, the 1800 variant kept, gallery order kept.
+    assert len(product["images"]) == 3
+    assert all("imwidth=1800" in image["url"] for image in product["images"])
+    assert [image["is_packshot"] for image in product["images"]] == [False, False, True]
+
+
+def test_brand_link_inside_the_h1_is_the_brand_not_part_of_the_name():
+    product = parse_saved("zalando_de_brand_in_h1.html")
+    assert product["brand"] == "Marc O’Polo"
+    assert product["name"] == "Strickpullover"
+    assert (product["price"], product["currency"], product["colour"]) == (89.95, "EUR", "navy")  # "ab 89,95 €"
+    assert len(product["images"]) == 2
+
+
+@pytest.mark.parametrize("name", ["zalando_de_listing_p2.html", "zalando_de_404.html", "zalando_de_marken.html"])
+def test_listing_404_and_brand_index_pages_hold_no_product(name):
+    with pytest.raises(NoProductError) as raised:
+        parse_saved(name)
+    assert isinstance(raised.value, ValueError)
+    assert "no schema.org Product" in raised.value.reason
+
+
+# --- bad input ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("html", ["", "   \n", "<html></html>", "<html><body><p>nothing</p></body></html>"])
+def test_empty_page_is_no_product(html):
+    with pytest.raises(NoProductError):
+        parse_product(html, LEVIS_URL)
+
+
+def test_html_truncated_mid_tag_after_the_header_still_parses():
+    html = saved("zalando_de_product_no_jsonld.html")
+    cut = html[: html.index("<button", html.index("Farbe:")) + 4]  # `<but`: cut in a tag after header and gallery
+    product = parse_product(cut, LEVIS_URL)
+    assert (product["name"], product["brand"], product["price"], product["colour"]) == (
+        "501® ORIGINAL - Jeans Straight Leg", "Levi's®", 119.95, "stonewash")
+    assert len(product["images"]) == 5
+
+
+def test_html_truncated_inside_the_json_ld_falls_back_to_markup():
+    """The Product script is cut mid-string: invalid JSON, skipped; the markup has everything."""
+    html = saved("zalando_de_product.html")
+    cut = html[: html.index('"offers"') + 20]
+    assert parse_product(cut, LEVIS_URL) == parse_saved("zalando_de_product.html")
+
+
+def test_html_truncated_before_the_h1_is_no_product():
+    html = saved("zalando_de_product_no_jsonld.html")
+    with pytest.raises(NoProductError):
+        parse_product(html[: html.index("<h1") + 2], LEVIS_URL)
+
+
+def test_one_invalid_json_ld_script_is_skipped_and_noted():
+    product_ld = {"@type": "Product", "name": "KEMI", "brand": {"name": "Marc O'Polo"}, "sku": "MA322N0C5-K11",
+                  "image": "/img/article/k.jpg?imwidth=1800", "offers": {"price": "129.95", "priceCurrency": "EUR"}}
+    broken = '<script type="application/ld+json">{"@type": "BreadcrumbList", "itemListElement": [</script>'
+    notes: list[str] = []
+    html = product_page(json_ld=broken + ld(product_ld), colour=None, images=())
+    product = product_from_selector(page_selector(html), "https://shop.test/kemi-ma322n0c5-k11.html", notes)
+    assert (product["name"], product["brand"], product["price"]) == ("KEMI", "Marc O'Polo", 129.95)
+    assert "invalid_json_ld" in notes
+
+
+def test_only_json_ld_is_invalid_json_so_markup_is_used():
+    html = product_page(json_ld='<script type="application/ld+json">{"@type": "Product", "name": </script>')
+    product = parse_product(html, "https://shop.test/x-le221a000-k11.html")
+    assert (product["name"], product["price"], product["currency"], product["colour"]) == (
+        "501 ORIGINAL - Jeans Straight Leg", 39.95, "EUR", "blau")
+
+
+def test_json_ld_without_offers_and_no_visible_price_gives_price_none():
+    html = product_page(json_ld=ld({"@type": "Product", "name": "X", "brand": "Levi's", "image": ["/a.jpg"]}), price_html="")
+    product = parse_product(html, "https://shop.test/x-le221a000-k11.html")
+    assert (product["price"], product["currency"]) == (None, None)
+    assert product["name"] == "X" and product["item_id"] == "LE221A000-K11"
+
+
+def test_json_ld_without_offers_takes_the_visible_price():
+    html = product_page(json_ld=ld({"@type": "Product", "name": "X", "brand": "Levi's", "image": ["/a.jpg"]}))
+    assert parse_product(html, "https://shop.test/x.html")["price"] == 39.95
+
+
+def test_markup_page_without_price_is_still_a_product():
+    product = parse_product(product_page(price_html=""), "https://shop.test/x-le221a000-k11.html")
+    assert product["price"] is None and product["colour"] == "blau" and len(product["images"]) == 2
+
+
+def test_javascript_only_page_is_no_product():
+    """The demo's /_js/ pages without a browser: a script builds everything, the HTML holds nothing."""
+    html = '<html lang="de-DE"><body><div id="app"></div><script>document.title="x"</script></body></html>'
+    with pytest.raises(NoProductError, match="no <h1>"):
+        parse_product(html, "https://shop.test/_js/x-le221a000-k11.html")
+
+
+def test_page_without_brand_link_does_not_take_a_navigation_link_as_brand():
+    html = product_page().replace('href="/brand-path/"', 'href="/brand-path/x.html"')
+    html = html.replace("<body>", '<body><header><nav><a href="/cart/">Warenkorb</a></nav></header>')
+    product = parse_product(html, "https://shop.test/x-le221a000-k11.html")
+    assert product["brand"] is None and product["name"] == "501 ORIGINAL - Jeans Straight Leg"
+
+
+def test_colour_label_outside_the_header_container():
+    html = product_page(colour=None).replace("</ul>", '</ul><div><span>Farbe:</span><b>olive</b></div>', 1)
+    assert parse_product(html, "https://shop.test/x.html")["colour"] == "olive"
+
+
+@pytest.mark.parametrize(
+    "offers, expected",
+    [
+        ([{"price": "119.95", "priceCurrency": "EUR"}, {"price": "99.95", "priceCurrency": "EUR"}], (99.95, "EUR")),
+        ({"@type": "Offer", "price": 34.99, "priceCurrency": "gbp"}, (34.99, "GBP")),
+        ({"@type": "AggregateOffer", "lowPrice": "29.95", "highPrice": "49.95", "priceCurrency": "EUR"}, (29.95, "EUR")),
+        ([{"price": "n/a", "priceCurrency": "EUR"}, {"price": "", "priceCurrency": "EUR"}, {"price": "49.95", "priceCurrency": "CHF"}], (49.95, "CHF")),
+        ([{"price": "0", "priceCurrency": "EUR"}, {"price": "19.99", "priceCurrency": "EUR"}], (19.99, "EUR")),
+        ({"priceSpecification": {"price": "12.50", "priceCurrency": "EUR"}}, (12.5, "EUR")),
+        ([{"price": None}, {"price": True}, "junk"], (None, None)),
+        (None, (None, None)),
+    ],
+    ids=["list-lowest", "single-dict-number", "aggregate-low-price", "unparseable-skipped", "zero-placeholder",
+         "price-specification", "all-garbage", "no-offers"],
+)
+def test_lowest_offer(offers, expected):
+    assert lowest_offer(offers) == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"@type": "Product", "name": "A", "brand": "B"},
+        [{"@type": "BreadcrumbList"}, {"@type": "Product", "name": "A", "brand": {"@type": "Brand", "name": "B"}}],
+        {"@context": "https://schema.org", "@graph": [{"@type": "Organization"}, {"@type": ["Thing", "Product"], "name": "A", "brand": "B"}]},
+        {"@type": "WebPage", "mainEntity": {"@type": "http://schema.org/Product", "name": "A", "brand": ["B"]}},
+    ],
+    ids=["object", "list", "graph-with-type-list", "main-entity-with-type-url"],
+)
+def test_json_ld_shapes(data):
+    product = parse_product(product_page(json_ld=ld(data)), "https://shop.test/a-le221a000-k11.html")
+    assert (product["name"], product["brand"]) == ("A", "B")
+
+
+def test_json_ld_with_several_products_picks_the_one_of_the_url():
+    other = {"@type": "Product", "name": "Other", "brand": "B", "sku": "OT121A000-K11"}
+    own = {"@type": "Product", "name": "Own", "brand": "B", "sku": "le221a000-k11"}
+    product = parse_product(product_page(json_ld=ld([other, own])), "https://shop.test/own-le221a000-k11.html")
+    assert (product["name"], product["sku"]) == ("Own", "LE221A000-K11")
+
+
+def test_item_id_is_a_url_hash_without_sku():
+    """No SKU in JSON-LD or URL: sha1 of the URL without query/fragment, 16 hex characters."""
+    html = product_page(json_ld=ld({"@type": "Product", "name": "A", "brand": "B"}))
+    first = parse_product(html, "https://shop.test/some-product.html?utm=1#top")
+    second = parse_product(html, "https://shop.test/some-product.html")
+    assert first["item_id"] == second["item_id"] == item_id_for(None, "https://shop.test/some-product.html")
+    assert len(first["item_id"]) == 16 and int(first["item_id"], 16) >= 0
+    assert first["sku"] is None
+
+
+def test_sku_from_url_when_json_ld_has_none():
+    html = product_page(json_ld=ld({"@type": "Product", "name": "A", "brand": "B"}))
+    assert parse_product(html, "https://shop.test/a-le221a000-k11.html")["sku"] == "LE221A000-K11"
+
+
+def test_image_forms_and_relative_urls():
+    images = ["/img/a.jpg?imwidth=1800", {"@type": "ImageObject", "contentUrl": "https://cdn.test/b.jpg?imwidth=1800&filter=packshot"},
+              {"url": "c.jpg"}, "/img/a.jpg?imwidth=600"]
+    html = product_page(json_ld=ld({"@type": "Product", "name": "A", "brand": "B", "image": images}))
+    product = parse_product(html, "https://shop.test/dir/a.html")
+    assert product["images"] == [
+        {"url": "https://shop.test/img/a.jpg?imwidth=1800", "position": 0, "is_packshot": False},
+        {"url": "https://cdn.test/b.jpg?imwidth=1800&filter=packshot", "position": 1, "is_packshot": True},
+        {"url": "https://shop.test/dir/c.jpg", "position": 2, "is_packshot": False},
+    ]
+
+
+def test_image_dedupe_keeps_first_position_and_widest_variant():
+    records = image_records(["/a.jpg?imwidth=156", "/b.jpg?imwidth=1800", "/a.jpg?imwidth=1800&filter=packshot", "/a.jpg?imwidth=1800"])
+    assert [r["url"] for r in records] == ["/a.jpg?imwidth=1800", "/b.jpg?imwidth=1800", "/a.jpg?imwidth=1800&filter=packshot"]
+    records = image_records(["/a.jpg?imwidth=156", "/b.jpg", "/a.jpg?imwidth=1800"])
+    assert [r["url"] for r in records] == ["/a.jpg?imwidth=1800", "/b.jpg"]
+
+
+@pytest.mark.parametrize("brand", ["Levi's", "Marc O’Polo", "Ève & Söhne", "Selected Femme/Homme", "Björn Borg", "Tommy <Hilfiger>"])
+@pytest.mark.parametrize("brand_in_h1", [False, True], ids=["link-before-h1", "link-in-h1"])
+def test_brand_names_with_apostrophe_unicode_ampersand_slash_from_markup(brand, brand_in_h1):
+    product = parse_product(product_page(brand=brand, brand_in_h1=brand_in_h1), "https://shop.test/x-le221a000-k11.html")
+    assert product["brand"] == brand
+    assert product["name"] == "501 ORIGINAL - Jeans Straight Leg"
+    assert len(product["images"]) == 2  # gallery alt "{brand} {name}" matched, the card's image not
+
+
+@pytest.mark.parametrize("encoded, expected", [("Levi&#39;s", "Levi's"), ("Jack &amp; Jones", "Jack & Jones"),
+                                               ("\u00c8ve &amp; S\u00f6hne", "Ève & Söhne"), ("Selected Femme/Homme", "Selected Femme/Homme")])
+def test_brand_names_entity_encoded_in_json_ld(encoded, expected):
+    html = product_page(json_ld=ld({"@type": "Product", "name": "A", "brand": {"@type": "Brand", "name": encoded}}))
+    assert parse_product(html, "https://shop.test/a.html")["brand"] == expected
+
+
+@pytest.mark.parametrize("path, slug", [("levis", "levis"), ("/marc-o-polo/", "marc-o-polo"), ("Selected Femme/Homme", "selected-femme-homme"),
+                                        ("h%C3%BCftgold", "huftgold"), ("ève-söhne", "eve-sohne"), ("Jack & Jones", "jack-jones")])
+def test_brand_slug_is_only_lowercase_ascii_digits_and_dashes(path, slug):
+    assert brand_slug(path) == slug
+
+
+@pytest.mark.parametrize(
+    "text, language, expected",
+    [
+        ("39,95 €", "de-de", (39.95, "EUR")),
+        ("£39.95", "en-gb", (39.95, "GBP")),
+        ("1.299,00 €", "de-de", (1299.0, "EUR")),
+        ("ab 89,95 €", "de-de", (89.95, "EUR")),
+        ("CHF 1'299.00", "de-ch", (1299.0, "CHF")),
+        ("1 299,00 zł", "pl-pl", (1299.0, "PLN")),
+        ("349 kr", "sv-se", (349.0, "SEK")),
+        ("49,95 EUR", "fr-fr", (49.95, "EUR")),
+        ("-10,00 €", "de-de", None),
+        ("inkl. MwSt.", "de-de", None),
+        ("3 Farben", "de-de", None),
+        ("-13 %", "de-de", None),
+    ],
+)
+def test_visible_prices_per_locale(text, language, expected):
+    assert parse_price_text(text, language) == expected
+
+
+# --- brand index and listings ---------------------------------------------------------------------------
+
+
+def test_brand_index_lists_brands_not_navigation():
+    brands = parse_brand_index(saved("zalando_de_marken.html"), "https://www.zalando.de/marken/")
+    assert [b["path"] for b in brands] == ["levis", "marc-o-polo", "jack-jones", "bjoern-borg", "vero-moda-curve", "s-oliver", "hüftgold"]
+    assert brands[0] == {"name": "Levi's®", "path": "levis", "url": "https://www.zalando.de/levis/"}
+    assert brands[4]["name"] == "Vero Moda / Curve" and brands[1]["name"] == "Marc O'Polo"
+
+
+def test_listing_product_and_pagination_links():
+    html = saved("zalando_de_listing_p2.html")
+    url = "https://www.zalando.de/levis/?p=2"
+    links = product_links(html, url)
+    assert len(links) == 24 and len(set(links)) == 24
+    assert all(link.startswith("https://www.zalando.de/") and link.endswith(".html") for link in links)
+    assert pagination_links(html, url) == ["https://www.zalando.de/levis/?p=3"]
+    assert pagination_links(html, "https://www.zalando.de/levis/") == ["https://www.zalando.de/levis/?p=2", "https://www.zalando.de/levis/?p=3"]
+
+
+# --- pages of the demo shop ----------------------------------------------------------------------------
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return answer.read().decode("utf-8")
+
+
+def demo_sample():
+    """Products covering every page defect, JSON-LD shape, brand-in-h1 variant, sale and brand name."""
+    from fic_assets.demo_shop.catalogue import catalogue_for
+
+    chosen: dict[str, object] = {}
+    for product in catalogue_for(42).products:
+        for key in (("defect", product.page_defect), ("shape", product.jsonld_shape), ("h1", product.brand_in_h1),
+                    ("sale", product.old_price is not None), ("brand", product.brand.path)):
+            chosen.setdefault(repr(key), product)
+    return list({product.sku: product for product in chosen.values()}.values())
+
+
+def expected_from_catalogue(product, base_url: str) -> dict:
+    from fic_assets.demo_shop.catalogue import image_url
+
+    priced = product.page_defect != "missing_price"
+    images = [] if product.page_defect == "truncated" else [
+        {"url": image_url(base_url, image), "position": image.position, "is_packshot": image.is_packshot} for image in product.images]
+    return {
+        "item_id": product.sku, "sku": product.sku, "name": product.name, "brand": product.brand.name,
+        "price": float(product.price) if priced else None, "currency": "EUR" if priced else None,
+        "colour": product.colour, "url": base_url + product.path, "images": images,
+    }
+
+
+def without_json_ld(html: str) -> str:
+    return re.sub(r'<script type="application/ld\+json">.*?</script>', "", html, flags=re.S)
+
+
+def test_demo_shop_product_pages_match_the_catalogue(demo_shop_url):
+    """Every page defect (no / broken JSON-LD, missing price, truncated), shape and variant of the demo shop."""
+    sample = demo_sample()
+    assert {p.page_defect for p in sample} >= {"no_jsonld", "broken_jsonld", "missing_price", "truncated"}
+    for product in sample:
+        url = demo_shop_url + product.path
+        html = fetch(url)
+        expected = expected_from_catalogue(product, demo_shop_url)
+        assert parse_product(html, url) == expected, product
+        # The markup alone says the same (the fallback is not just for the defect pages).
+        assert parse_product(without_json_ld(html), url) == expected, product
+
+
+def test_demo_shop_javascript_page_without_browser_is_no_product(demo_shop_url):
+    from fic_assets.demo_shop.catalogue import catalogue_for
+
+    product = catalogue_for(42).products[0]
+    with pytest.raises(NoProductError):
+        parse_product(fetch(f"{demo_shop_url}/_js{product.path}"), f"{demo_shop_url}/_js{product.path}")
+
+
+def test_demo_shop_listing_and_brand_index(demo_shop_url):
+    from fic_assets.demo_shop.catalogue import catalogue_for
+
+    catalogue = catalogue_for(42)
+    listing = fetch(f"{demo_shop_url}/levis/")
+    assert product_links(listing, f"{demo_shop_url}/levis/") == [demo_shop_url + p.path for p in catalogue.listing("levis")[:24]]
+    assert pagination_links(listing, f"{demo_shop_url}/levis/")[0] == f"{demo_shop_url}/levis/?p=2"
+    with pytest.raises(NoProductError):
+        parse_product(listing, f"{demo_shop_url}/levis/")
+    brands = parse_brand_index(fetch(f"{demo_shop_url}/brands/"), f"{demo_shop_url}/brands/")
+    assert [(b["name"], b["path"]) for b in brands] == [(b.name, b.path) for b in catalogue.brands]
+
+
+# --- speed ----------------------------------------------------------------------------------------------
+
+
+def pages_per_cpu_second(html: str, url: str, rounds: int = 100) -> float:
+    parse_product(html, url)
+    started = time.process_time()
+    for _ in range(rounds):
+        parse_product(html, url)
+    return rounds / max(time.process_time() - started, 1e-9)
+
+
+@pytest.mark.parametrize("name", ["zalando_de_product.html", "zalando_de_product_no_jsonld.html"])
+def test_parse_speed_at_least_200_pages_per_second(name):
+    """~50 recommendation cards per page; CPU time of this process, so a busy machine does not fail it."""
+    assert pages_per_cpu_second(saved(name), LEVIS_URL) >= 200
+
+
+def test_parse_speed_on_a_demo_product_page(demo_shop_url):
+    """A demo product page carries 48 recommendation cards; with and without its JSON-LD."""
+    from fic_assets.demo_shop.catalogue import catalogue_for
+
+    url = demo_shop_url + catalogue_for(42).listing("levis")[0].path
+    html = fetch(url)
+    assert pages_per_cpu_second(html, url) >= 200
+    assert pages_per_cpu_second(without_json_ld(html), url) >= 200
+
+
+# --- fic parse-page -------------------------------------------------------------------------------------
+
+
+def fic(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fic_assets.cli", "parse-page", *args], capture_output=True, text=True, cwd=REPO, timeout=60)
+
+
+def test_fic_parse_page_prints_one_json_object_per_page():
+    result = fic(str(PAGES / "zalando_de_product.html"), str(PAGES / "zalando_co_uk_product.html"))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [tuple(line) for line in lines] == [PRODUCT_KEYS, PRODUCT_KEYS]
+    assert lines[0]["url"] == LEVIS_URL  # the page's <link rel=canonical>
+    assert lines[1]["price"] == 39.95 and lines[1]["currency"] == "GBP"
+
+
+def test_fic_parse_page_url_option_and_file_uri_default(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text(product_page(), encoding="utf-8")
+    with_url = json.loads(fic(str(page), "--url", "https://shop.test/x-le221a000-k11.html").stdout)
+    assert with_url["url"] == "https://shop.test/x-le221a000-k11.html" and with_url["item_id"] == "LE221A000-K11"
+    without = json.loads(fic(str(page)).stdout)
+    assert without["url"] == page.resolve().as_uri()
+
+
+def test_fic_parse_page_no_product_page_exits_2_and_names_the_file():
+    """A 404 page among good ones: the good ones are still printed."""
+    bad = PAGES / "zalando_de_404.html"
+    result = fic(str(PAGES / "zalando_de_product.html"), str(bad))
+    assert result.returncode == 2
+    assert str(bad) in result.stderr and "no product" in result.stderr
+    assert [json.loads(line)["item_id"] for line in result.stdout.splitlines()] == ["LE221A000-K11"]
+
+
+def test_fic_parse_page_empty_and_missing_files(tmp_path):
+    empty = tmp_path / "empty.html"
+    empty.write_bytes(b"")
+    result = fic(str(empty))
+    assert result.returncode == 2 and "empty file" in result.stderr and str(empty) in result.stderr
+    missing = tmp_path / "missing.html"
+    result = fic(str(missing))
+    assert result.returncode == 1 and "cannot read" in result.stderr and str(missing) in result.stderr
+    assert result.stdout == ""
+
+
+def test_fic_parse_page_reads_latin1_page_by_its_meta_charset(tmp_path):
+    page = tmp_path / "latin1.html"
+    html = product_page(brand="Björn Borg").replace("<head>", '<head><meta charset="iso-8859-1">')
+    page.write_bytes(html.encode("iso-8859-1", errors="replace"))
+    result = fic(str(page))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["brand"] == "Björn Borg"

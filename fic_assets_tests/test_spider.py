@@ -1,0 +1,259 @@
+"""The Scrapy project in crawler/, run for real (`python -m scrapy crawl` subprocesses) against the demo shop.
+
+What a crawl found is compared with the demo shop's own catalogue (fic_assets.demo_shop.catalogue) and its
+kept truth file (/_demo/truth.csv, which the crawler itself must not read).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import urllib.request
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from fic_assets.demo_shop.catalogue import PAGE_DEFECT_PLACES, catalogue_for
+from fic_assets.demo_shop.pages import PAGE_SIZE
+from fic_assets_tests.conftest import require
+from fic_crawler.parsing import PRODUCT_KEYS
+
+CRAWLER_DIR = Path(__file__).resolve().parents[1] / "crawler"
+CHROMIUM = os.environ.get("FIC_CHROMIUM", "/usr/bin/chromium")
+CATALOGUE = catalogue_for(42)  # the seed conftest's demo_shop_url serves
+BRANDS = ("levis", "jack-jones", "bjorn-borg")  # the brands with the page defects
+
+
+@dataclass
+class Crawl:
+    items: list[dict]
+    stats: dict
+    log: str
+    returncode: int
+
+
+def scrapy(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scrapy", *args],
+        cwd=CRAWLER_DIR,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def crawl(tmp_path: Path, shop_url: str, *args: str, spider: str = "zalando", env: dict[str, str] | None = None) -> Crawl:
+    """`scrapy crawl` as the Dagster asset runs it: feed with -O, stats file via FIC_STATS_FILE."""
+    feed, stats = tmp_path / f"{spider}.jsonl", tmp_path / f"{spider}.stats.json"
+    result = scrapy(
+        "crawl", spider, "-O", f"{feed}:jsonlines", "-s", f"FIC_STATS_FILE={stats}", *args,
+        env={"FIC_SHOP_URL": shop_url, "FIC_RENDER": "none", "FIC_MAX_PAGES": "0", **(env or {})},
+    )
+    items = [json.loads(line) for line in feed.read_text(encoding="utf-8").splitlines()] if feed.exists() else []
+    return Crawl(items, json.loads(stats.read_text(encoding="utf-8")) if stats.exists() else {}, result.stderr, result.returncode)
+
+
+def listing_pages(brand: str, category: str | None = None) -> int:
+    return math.ceil(len(CATALOGUE.listing(brand, category)) / PAGE_SIZE)
+
+
+def truth(shop_url: str) -> dict[str, list[dict]]:
+    """The demo shop's kept truth, image rows grouped by item_id in gallery order."""
+    with urllib.request.urlopen(f"{shop_url}/_demo/truth.csv", timeout=10) as answer:
+        rows = list(csv.DictReader(io.StringIO(answer.read().decode("utf-8"))))
+    by_item: dict[str, list[dict]] = {}
+    for row in rows:
+        by_item.setdefault(row["item_id"], []).append(row)
+    return by_item
+
+
+@pytest.fixture(scope="module")
+def brand_crawl(demo_shop_url: str, tmp_path_factory: pytest.TempPathFactory) -> Crawl:
+    result = crawl(tmp_path_factory.mktemp("crawl"), demo_shop_url, "-a", f"brands={','.join(BRANDS)}")
+    assert result.returncode == 0, result.log[-3000:]
+    return result
+
+
+def test_scrapy_list_shows_both_spiders():
+    result = scrapy("list")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["zalando", "zalando_brands"]
+
+
+def test_crawl_reaches_every_listing_page_and_every_product(brand_crawl: Crawl):
+    assert brand_crawl.stats["fic/pages/listing"] == sum(listing_pages(brand) for brand in BRANDS)
+    expected = {p.sku for brand in BRANDS for p in CATALOGUE.listing(brand)}
+    assert brand_crawl.stats["fic/pages/product"] == len(expected)
+    truncated = {p.sku for p in CATALOGUE.products if p.page_defect == "truncated"}
+    assert {item["item_id"] for item in brand_crawl.items} == expected - truncated
+    assert len(brand_crawl.items) == len(expected) - len(truncated)  # no duplicates in the feed
+
+
+def test_crawled_products_match_the_catalogue(brand_crawl: Crawl, demo_shop_url: str):
+    products = {p.sku: p for p in CATALOGUE.products}
+    images = truth(demo_shop_url)
+    for item in brand_crawl.items:
+        product = products[item["item_id"]]
+        assert set(item) == {*PRODUCT_KEYS, "brand_slug", "listing_url"}
+        assert (item["name"], item["brand"], item["colour"], item["sku"]) == (product.name, product.brand.name, product.colour, product.sku)
+        assert item["brand_slug"] == product.brand.path
+        assert item["listing_url"].startswith(f"{demo_shop_url}/{product.brand.path}/")
+        assert item["url"] == demo_shop_url + product.path
+        if product.page_defect == "missing_price":
+            assert (item["price"], item["currency"]) == (None, None)
+        else:
+            assert (item["price"], item["currency"]) == (float(product.price), "EUR")
+        # Only the product's own images (not the 48 recommendation cards'), in gallery order, packshot flags right.
+        assert [(i["url"], i["position"], i["is_packshot"]) for i in item["images"]] == [
+            (row["image_url"], int(row["position"]), row["is_packshot"] == "True") for row in images[item["item_id"]]
+        ]
+
+
+def test_broken_pages_are_recorded_with_reasons_in_the_stats_file(brand_crawl: Crawl):
+    stats = brand_crawl.stats
+    assert stats["finish_reason"] == "finished"
+    assert isinstance(stats["start_time"], str) and "T" in stats["start_time"]  # datetimes as ISO strings
+    # Truncated in the gallery: no JSON-LD, no images -> dropped with its reason, named in the log.
+    truncated = next(p for p in CATALOGUE.products if p.page_defect == "truncated")
+    assert stats["fic/dropped/no_images"] == 1 and stats["item_dropped_count"] == 1
+    assert f"no_images: {stats['fic/shop_url']}{truncated.path}" in brand_crawl.log
+    # Missing price: kept and counted; broken / missing JSON-LD: read from the markup.
+    assert stats["fic/warnings/missing_price"] == 1
+    assert stats["fic/parse/invalid_json_ld"] == 1
+    assert stats["fic/parse/markup_only"] == len(PAGE_DEFECT_PLACES) - 1  # all but missing_price lack a usable Product
+    assert stats["item_scraped_count"] == len(brand_crawl.items)
+
+
+def test_max_pages_limits_listing_pages(demo_shop_url: str, tmp_path: Path):
+    assert listing_pages("levis") >= 3
+    one = crawl(tmp_path / "arg", demo_shop_url, "-a", "brands=levis", "-a", "max_pages=1")
+    assert one.returncode == 0, one.log[-3000:]
+    assert one.stats["fic/pages/listing"] == 1
+    assert {i["item_id"] for i in one.items} == {p.sku for p in CATALOGUE.listing("levis")[:PAGE_SIZE]}
+    two = crawl(tmp_path / "env", demo_shop_url, "-a", "brands=levis", env={"FIC_MAX_PAGES": "2"})  # the default
+    assert two.stats["fic/pages/listing"] == 2
+    assert len(two.items) == 2 * PAGE_SIZE
+
+
+def test_category_listing(demo_shop_url: str, tmp_path: Path):
+    result = crawl(tmp_path, demo_shop_url, "-a", "brands=levis", "-a", "category=women-clothing")
+    assert result.returncode == 0, result.log[-3000:]
+    expected = CATALOGUE.listing("levis", "women-clothing")
+    assert {i["item_id"] for i in result.items} == {p.sku for p in expected}
+    assert result.stats["fic/pages/listing"] == listing_pages("levis", "women-clothing")
+    assert all(i["listing_url"].startswith(f"{demo_shop_url}/women-clothing/levis/") for i in result.items)
+
+
+def test_robots_txt_is_obeyed_and_missing_pages_are_counted(demo_shop_url: str, tmp_path: Path):
+    """The demo's robots.txt disallows /_demo/: neither the brand path `_demo` nor a product under it is fetched."""
+    products = f"{demo_shop_url}/_demo/x-le2aaaaaa-aaa.html,{demo_shop_url}/gone-le2aaaaaa-aab.html"
+    result = crawl(tmp_path, demo_shop_url, "-a", "brands=_demo,no-such-brand", "-a", f"product_urls={products}")
+    assert result.returncode == 0, result.log[-3000:]
+    assert result.items == []
+    assert result.stats["robotstxt/forbidden"] == 2
+    assert result.stats["fic/dropped/ignored"] == 1  # the product under /_demo/
+    assert result.stats["fic/dropped/http_404"] == 1  # the gone product
+    assert result.stats["httperror/response_ignored_status_count/404"] == 1  # the unknown brand's listing
+    # robots.txt, /no-such-brand/ and /gone-...html only: nothing under /_demo/ went out.
+    assert result.stats["downloader/request_count"] == 3
+    assert f"dropped product page {demo_shop_url}/gone-le2aaaaaa-aab.html (http_404)" in result.log
+
+
+def test_brands_spider_reads_the_brand_index(demo_shop_url: str, tmp_path: Path):
+    result = crawl(tmp_path, demo_shop_url, spider="zalando_brands")
+    assert result.returncode == 0, result.log[-3000:]
+    assert result.items == [
+        {"name": brand.name, "slug": brand.path, "url": f"{demo_shop_url}/{brand.path}/"} for brand in CATALOGUE.brands
+    ]
+    assert result.stats["fic/pages/brand_index"] == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [((), "no brands to crawl"), (("-a", "brands=levis", "-a", "render=chrome"), "unknown render mode 'chrome'"),
+     (("-a", "brands=levis", "-a", "max_pages=-1"), "max_pages must be 0")],
+    ids=["no-brands", "unknown-render-mode", "negative-max-pages"],
+)
+def test_bad_spider_arguments_fail_with_a_clear_message(demo_shop_url: str, tmp_path: Path, args, message):
+    result = crawl(tmp_path, demo_shop_url, *args)
+    assert result.returncode != 0
+    assert message in result.log
+    assert result.stats == {}  # no stats file: the asset reports the failure
+
+
+def test_render_none_loads_neither_playwright_nor_splash(brand_crawl: Crawl):
+    assert "scrapy-playwright" not in brand_crawl.log and "scrapy_splash" not in brand_crawl.log
+    assert brand_crawl.stats["fic/render"] == "none"
+
+
+# --- JavaScript rendering -------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_playwright_renders_the_javascript_product_page(demo_shop_url: str, tmp_path: Path):
+    require(Path(CHROMIUM).exists(), f"Debian chromium at {CHROMIUM}")
+    product = CATALOGUE.listing("levis")[0]
+    url = f"{demo_shop_url}/_js{product.path}"
+    rendered = crawl(tmp_path / "playwright", demo_shop_url, "-a", f"product_urls={url}", env={"FIC_RENDER": "playwright", "FIC_CHROMIUM": CHROMIUM})
+    assert rendered.returncode == 0, rendered.log[-3000:]
+    assert [(i["item_id"], i["name"], i["brand"], i["brand_slug"], len(i["images"])) for i in rendered.items] == [
+        (product.sku, product.name, product.brand.name, "levis", len(product.images))]
+    assert rendered.stats["fic/render"] == "playwright" and rendered.stats["playwright/page_count"] >= 1
+    # The same page without a browser holds no product: a counted drop, not an item.
+    plain = crawl(tmp_path / "plain", demo_shop_url, "-a", f"product_urls={url}")
+    assert plain.items == [] and plain.stats["fic/dropped/no_product"] == 1
+    assert f"dropped product page {url} (no_product)" in plain.log
+
+
+class FakeSplash(BaseHTTPRequestHandler):
+    """Stands in for the Splash service: records each render request (server.calls), answers with the raw page."""
+
+    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+        args = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.calls.append((self.path, args))  # type: ignore[attr-defined]
+        with urllib.request.urlopen(args["url"], timeout=10) as page:
+            body = page.read()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802: robots.txt of the Splash host
+        self.send_error(404)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def test_splash_mode_sends_pages_through_the_splash_endpoint(demo_shop_url: str, tmp_path: Path):
+    """Splash runs as a Docker service elsewhere; a loopback stand-in checks what the spider sends it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeSplash)
+    server.calls = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        splash_url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = crawl(tmp_path, demo_shop_url, "-a", "brands=levis", "-a", "max_pages=1",
+                       env={"FIC_RENDER": "splash", "FIC_SPLASH_URL": splash_url})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.log[-3000:]
+    assert "scrapy_splash.SplashMiddleware" in result.log and "scrapy_splash.SplashDeduplicateArgsMiddleware" in result.log
+    assert len(result.items) == PAGE_SIZE
+    assert {item["url"] for item in result.items} <= {demo_shop_url + p.path for p in CATALOGUE.listing("levis")}
+    calls = server.calls  # type: ignore[attr-defined]
+    assert {path for path, _ in calls} == {"/render.html"}
+    assert all(args["wait"] == 0.5 and args["url"].startswith(demo_shop_url) for _, args in calls)
+    assert len(calls) == 1 + PAGE_SIZE  # the listing page and its products, each once
+    assert result.stats["splash/render.html/request_count"] == len(calls)
