@@ -3,7 +3,7 @@
 import dagster as dg
 
 from fic_assets import settings
-from fic_assets.defs.crawl.definitions import defs as crawl_defs
+from fic_assets.defs.crawl import definitions as crawl
 from fic_assets.resources import CrawlerResource, DuckDBResource
 
 settings.apply_defaults()
@@ -20,4 +20,5 @@ resources = {
     ),
 }
 
-defs = dg.Definitions.merge(crawl_defs, dg.Definitions(resources=resources))
+# Domain modules are imported as modules: a second Definitions object at module level would confuse loaders.
+defs = dg.Definitions.merge(crawl.defs, dg.Definitions(resources=resources))

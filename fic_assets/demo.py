@@ -37,8 +37,14 @@ def ensure_demo_shop(shop_url: str) -> None:
         raise SystemExit(f"could not start the demo shop on {settings.DEMO_SHOP_URL}")
 
 
+# Dagster's console logger prints every event at DEBUG; the demo's reader wants the INFO story.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
 def execute_run_request(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, request: dg.RunRequest) -> None:
-    result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, tags=request.tags, partition_key=request.partition_key)
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, tags=request.tags, partition_key=request.partition_key, run_config=QUIET_LOGS
+    )
     if not result.success:
         raise SystemExit(f"{job_name} run {result.run_id} failed; see `dagster dev` or the log above")
 
@@ -46,7 +52,7 @@ def execute_run_request(defs: dg.Definitions, instance: dg.DagsterInstance, job_
 def tick_brand_sensor(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
     """Evaluate brand_sensor once and apply its partition requests, as the daemon does on a tick."""
     sensor = defs.resolve_sensor_def("brand_sensor")
-    with dg.build_sensor_context(instance=instance, definitions=defs, sensor_name=sensor.name) as context:
+    with dg.build_sensor_context(instance=instance, resources=defs.resources, sensor_name=sensor.name) as context:
         result = sensor(context)
     if isinstance(result, dg.SkipReason) or result.skip_reason is not None:
         return []

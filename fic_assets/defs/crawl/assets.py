@@ -51,11 +51,11 @@ def crawl_metadata(result: CrawlResult) -> dict:
 )
 def brands(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
     started = storage.utcnow()
-    result = crawler.discover_brands(crawl_work_dir(context.run_id, "brands"))
+    result = crawler.discover_brands(crawl_work_dir(context.run.run_id, "brands"))
     rows = brand_rows(result.items)
     with duckdb.connect() as con, storage.transaction(con):
         upsert = storage.upsert_brands(con, rows, seen_at=started)
-        storage.log_crawl(con, f"{context.run_id}:brands", "zalando_brands", [], started, storage.utcnow(), result.stats)
+        storage.log_crawl(con, f"{context.run.run_id}:brands", "zalando_brands", [], started, storage.utcnow(), result.stats)
     return dg.MaterializeResult(
         metadata={
             "brands": upsert.total,
@@ -95,11 +95,11 @@ def brand_catalogue(context: dg.AssetExecutionContext, crawler: CrawlerResource,
     if unknown:
         raise dg.Failure(f"brand partitions {unknown} are not in DuckDB `brands`: materialize `brands` first")
     started = storage.utcnow()
-    result = crawler.crawl_brands([brand_path(urls[slug], slug) for slug in slugs], crawl_work_dir(context.run_id, "pieces"))
+    result = crawler.crawl_brands([brand_path(urls[slug], slug) for slug in slugs], crawl_work_dir(context.run.run_id, "pieces"))
     with duckdb.connect() as con, storage.transaction(con):
         upsert = storage.upsert_items(con, result.items, seen_at=started)
         storage.mark_crawled(con, slugs, storage.utcnow())
-        storage.log_crawl(con, context.run_id, "zalando", slugs, started, storage.utcnow(), result.stats)
+        storage.log_crawl(con, context.run.run_id, "zalando", slugs, started, storage.utcnow(), result.stats)
     context.log.info(f"crawled {len(slugs)} brand(s): {upsert}")
     common = {"brands": dg.MetadataValue.json(slugs), **crawl_metadata(result)}
     yield dg.MaterializeResult(
