@@ -1,0 +1,150 @@
+"""`dagster dev` for real (webserver + daemon, temp DAGSTER_HOME): the daemon's brand_sensor turns a `brands`
+materialization into partitions and a first crawl, the UI's GraphQL API lists the platform's assets, and an
+"all brands" backfill launched the way the UI launches it runs as one crawl run without DuckDB lock errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from fic_assets import storage
+from fic_assets.instance import TEMPLATE
+from fic_assets_tests.conftest import free_port
+
+BIN = Path(sys.executable).parent
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"{url}/graphql", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    assert "errors" not in answer, answer
+    return answer["data"]
+
+
+def wait_for(predicate, seconds: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+def server_up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/server_info", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def dagster_dev(tmp_path, demo_shop_url):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(TEMPLATE, home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "FIC_DATA_DIR": str(tmp_path / "data"),
+        "FIC_SHOP_URL": demo_shop_url,
+        "FIC_MAX_PAGES": "1",
+    }
+    # `brands` from the CLI before the daemon starts: brand_sensor's first tick then has work to do.
+    subprocess.run(
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "fic_assets.definitions", "--select", "brands"],
+        env=env, check=True, capture_output=True, timeout=300,
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "dagster_dev.log").open("wb")
+    # Own session: `dagster dev` ignores SIGTERM sent to its shell, so the whole group is killed afterwards.
+    server = subprocess.Popen(
+        [str(BIN / "dagster"), "dev", "-m", "fic_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
+    )
+    try:
+        wait_for(lambda: server.poll() is not None or server_up(url), 120, "dagster dev to answer")
+        assert server.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+        yield url, env
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+ASSETS_QUERY = "{ assetNodes { assetKey { path } isPartitioned } }"
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } ... on PythonError { message } }
+}"""
+
+
+def first_crawl_run(env: dict):
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"fic/trigger": "new_brands"}))
+        if runs and runs[0].status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE):
+            return runs[0], instance.get_dynamic_partitions("brands")
+    return None
+
+
+def test_sensor_first_crawl_then_ui_backfill_of_all_brands_is_one_clean_run(dagster_dev):
+    url, env = dagster_dev
+    run, partitions = wait_for(lambda: first_crawl_run(env), 180, "brand_sensor's first crawl run", interval=2)
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert "levis" in partitions and len(partitions) >= 10
+
+    nodes = {tuple(node["assetKey"]["path"]): node["isPartitioned"] for node in graphql(url, ASSETS_QUERY)["assetNodes"]}
+    assert nodes == {("brands",): False, ("pieces",): True, ("image_urls",): True}
+
+    with storage.connect(Path(env["FIC_DATA_DIR"]) / "fic.duckdb", read_only=True) as con:
+        before = storage.table_counts(con)
+
+    launched = graphql(
+        url,
+        LAUNCH_BACKFILL,
+        {"params": {"assetSelection": [{"path": ["pieces"]}, {"path": ["image_urls"]}], "allPartitions": True}},
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+
+    def finished():
+        status = graphql(url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]["status"]
+        return status if status in ("COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED", "COMPLETED") else None
+
+    assert wait_for(finished, 240, "the backfill to finish", interval=2) in ("COMPLETED_SUCCESS", "COMPLETED")
+
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS  # single-run backfill policy
+    assert (runs[0].tags["dagster/asset_partition_range_start"], runs[0].tags["dagster/asset_partition_range_end"]) == (partitions[0], partitions[-1])
+
+    with storage.connect(Path(env["FIC_DATA_DIR"]) / "fic.duckdb", read_only=True) as con:
+        after = storage.table_counts(con)
+    assert after["crawl_log"] == before["crawl_log"] + 1
+    assert {k: after[k] for k in ("brands", "pieces", "images")} == {k: before[k] for k in ("brands", "pieces", "images")}
