@@ -11,7 +11,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from html import escape
 from pathlib import Path
@@ -433,33 +432,6 @@ def test_demo_shop_listing_and_brand_index(demo_shop_url):
         parse_product(listing, f"{demo_shop_url}/levis/")
     brands = parse_brand_index(fetch(f"{demo_shop_url}/brands/"), f"{demo_shop_url}/brands/")
     assert [(b["name"], b["path"]) for b in brands] == [(b.name, b.path) for b in catalogue.brands]
-
-
-# --- speed ----------------------------------------------------------------------------------------------
-
-
-def pages_per_cpu_second(html: str, url: str, rounds: int = 100) -> float:
-    parse_product(html, url)
-    started = time.process_time()
-    for _ in range(rounds):
-        parse_product(html, url)
-    return rounds / max(time.process_time() - started, 1e-9)
-
-
-@pytest.mark.parametrize("name", ["zalando_de_product.html", "zalando_de_product_no_jsonld.html"])
-def test_parse_speed_at_least_200_pages_per_second(name):
-    """~50 recommendation cards per page; CPU time of this process, so a busy machine does not fail it."""
-    assert pages_per_cpu_second(saved(name), LEVIS_URL) >= 200
-
-
-def test_parse_speed_on_a_demo_product_page(demo_shop_url):
-    """A demo product page carries 48 recommendation cards; with and without its JSON-LD."""
-    from fic_assets.demo_shop.catalogue import catalogue_for
-
-    url = demo_shop_url + catalogue_for(42).listing("levis")[0].path
-    html = fetch(url)
-    assert pages_per_cpu_second(html, url) >= 200
-    assert pages_per_cpu_second(without_json_ld(html), url) >= 200
 
 
 # --- fic parse-page -------------------------------------------------------------------------------------
