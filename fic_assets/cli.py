@@ -11,6 +11,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("fic_assets.demo", "run the demo end to end through Dagster (demo shop crawl -> DuckDB)"),
     "demo-shop": ("fic_assets.demo_shop.server", "serve the generated demo shop on 127.0.0.1"),
+    "label-studio": ("fic_assets.labelling.server", "start/stop the local Label Studio server"),
     "parse-page": ("fic_crawler.parse_page", "parse saved product pages, print one JSON object each"),
 }
 

@@ -24,6 +24,16 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "FIC_RENDER": ("none", "JavaScript rendering: none, playwright (Debian chromium) or splash"),
     "FIC_SPLASH_URL": ("http://127.0.0.1:8050", "Splash endpoint when FIC_RENDER=splash"),
     "FIC_HTTP_CACHE": ("false", "cache HTTP responses under crawler/.scrapy"),
+    # Label Studio (fic_assets/labelling/server.py). User, password and token are applied on the FIRST start of
+    # a data dir only; later changes need a fresh FIC_LABEL_STUDIO_DATA_DIR.
+    "FIC_LABEL_STUDIO_URL": ("http://127.0.0.1:8080", "Label Studio base URL; `fic label-studio start` uses its port"),
+    "FIC_LABEL_STUDIO_TOKEN": ("c667cebc1a4e6da81ac9fd55131451a165fa703c", "Label Studio API token (demo value)"),
+    "FIC_LABEL_STUDIO_USER": ("admin@fic.local", "Label Studio login e-mail, created on the first start"),
+    "FIC_LABEL_STUDIO_PASSWORD": ("fic-demo-password", "Label Studio login password (demo value)"),
+    "FIC_LABEL_STUDIO_DATA_DIR": ("", "Label Studio's database, log, pid file (default: $FIC_DATA_DIR/label_studio)"),
+    "FIC_LABEL_STUDIO_VENV": (str(REPO_ROOT / ".venv-label-studio"), "label-studio's own venv, made on first start"),
+    "FIC_LABEL_STUDIO_DOCUMENT_ROOT": ("", "local files Label Studio may serve (default: $FIC_DATA_DIR)"),
+    "FIC_RELABEL_MIN_LABELS": ("50", "new human labels since the last labelling round that start the next one"),
 }
 
 

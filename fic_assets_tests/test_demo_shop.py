@@ -148,7 +148,7 @@ def test_brand_pagination_reaches_the_last_page_which_has_no_next_link(demo_shop
     assert len(pages) == -(-len(products) // 24) == 3
     assert paths == [p.path for p in products]
     last = pages[-1]
-    assert f"Seite 3 von 3" in " ".join(last.css("nav ::text").getall())
+    assert "Seite 3 von 3" in " ".join(last.css("nav ::text").getall())
     assert not last.css('a[rel="next"]') and f"/{brand.path}/?p=4" not in last.get()
     hrefs = pages[0].css("article a::attr(href)").getall()
     assert any(h.startswith("http://") for h in hrefs) and any(h.startswith("/") for h in hrefs)

@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from fic_assets import settings
+from fic_assets.net import port_is_free
 from fic_assets.demo_shop.catalogue import catalogue_for, write_truth_csv
 from fic_assets.demo_shop.pages import SHOP_ID, Response, Shop
 
@@ -125,16 +125,6 @@ def probe(url: str) -> dict | None | str:
         return None if isinstance(error.reason, ConnectionRefusedError) else "other"
     except (OSError, ValueError):  # not HTTP, or not our JSON
         return "other"
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe_socket:
-        probe_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe_socket.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def data_dir() -> Path:
