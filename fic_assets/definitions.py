@@ -4,6 +4,8 @@ import dagster as dg
 
 from fic_assets import settings
 from fic_assets.defs.crawl import definitions as crawl
+from fic_assets.defs.labelling import definitions as labelling
+from fic_assets.labelling.client import LabelStudioResource
 from fic_assets.resources import CrawlerResource, DuckDBResource
 
 settings.apply_defaults()
@@ -18,7 +20,8 @@ resources = {
         splash_url=dg.EnvVar("FIC_SPLASH_URL"),
         http_cache=dg.EnvVar("FIC_HTTP_CACHE"),
     ),
+    "label_studio": LabelStudioResource(url=dg.EnvVar("FIC_LABEL_STUDIO_URL"), token=dg.EnvVar("FIC_LABEL_STUDIO_TOKEN")),
 }
 
 # Domain modules are imported as modules: a second Definitions object at module level would confuse loaders.
-defs = dg.Definitions.merge(crawl.defs, dg.Definitions(resources=resources))
+defs = dg.Definitions.merge(crawl.defs, labelling.defs, dg.Definitions(resources=resources))

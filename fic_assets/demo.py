@@ -1,9 +1,12 @@
 """`fic demo`: the platform end to end on the local demo shop, through Dagster, without a daemon.
 
 It runs what the daemon would run, in order, on the persistent local instance (DAGSTER_HOME), so every run
-shows up in `dagster dev` afterwards: materialize `brands`, evaluate `brand_sensor` once (new brands become
-partitions; their first crawl is requested), then execute the requested crawl run. On a second call there are
-no new brands and it runs the same all-brands crawl the weekly `recrawl_schedule` requests.
+shows up in `dagster dev` afterwards:
+  1. crawl: materialize `brands`, one `brand_sensor` tick (new brands become partitions, their first crawl is
+     requested) and that crawl run; when nothing is new, the all-brands run `recrawl_schedule` requests;
+  2. labelling: start Label Studio (local), a labelling round (`label_studio_project`, `label_tasks`), a
+     SIMULATED annotator answering the round's tasks from the demo shop's kept truth, one `annotation_sensor`
+     tick (-> `human_labels`) and one `relabel_sensor` tick (enough new labels -> the next round).
 """
 
 from __future__ import annotations
@@ -12,11 +15,19 @@ import argparse
 import os
 import sys
 import urllib.request
+from urllib.parse import urlsplit
 
 import dagster as dg
 
 from fic_assets import settings, storage
 from fic_assets.instance import prepare_dagster_home
+
+# Dagster's console logger prints every event at DEBUG; the demo's reader wants the INFO story.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def say(message: str) -> None:
+    print(f"[fic demo] {message}", flush=True)
 
 
 def shop_answers(url: str) -> bool:
@@ -37,11 +48,18 @@ def ensure_demo_shop(shop_url: str) -> None:
         raise SystemExit(f"could not start the demo shop on {settings.DEMO_SHOP_URL}")
 
 
-# Dagster's console logger prints every event at DEBUG; the demo's reader wants the INFO story.
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+def ensure_label_studio() -> None:
+    """Start the local Label Studio (its own venv, installed on first use) unless FIC_LABEL_STUDIO_URL is remote."""
+    from fic_assets.labelling import server
+
+    config = server.configured()
+    if urlsplit(config.url).hostname not in ("127.0.0.1", "localhost"):
+        return
+    if server.run_start(config, timeout=server.START_TIMEOUT) != 0:
+        raise SystemExit(f"could not start Label Studio on {config.url}; see {config.data_dir}")
 
 
-def execute_run_request(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, request: dg.RunRequest) -> None:
+def execute(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, request: dg.RunRequest) -> None:
     result = defs.resolve_job_def(job_name).execute_in_process(
         instance=instance, tags=request.tags, partition_key=request.partition_key, run_config=QUIET_LOGS
     )
@@ -49,21 +67,56 @@ def execute_run_request(defs: dg.Definitions, instance: dg.DagsterInstance, job_
         raise SystemExit(f"{job_name} run {result.run_id} failed; see `dagster dev` or the log above")
 
 
-def tick_brand_sensor(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
-    """Evaluate brand_sensor once and apply its partition requests, as the daemon does on a tick."""
-    sensor = defs.resolve_sensor_def("brand_sensor")
-    with dg.build_sensor_context(instance=instance, resources=defs.resources, sensor_name=sensor.name) as context:
+def tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str) -> int:
+    """Evaluate a sensor once as the daemon would: apply its partition requests, execute its run requests."""
+    sensor = defs.resolve_sensor_def(sensor_name)
+    with dg.build_sensor_context(instance=instance, resources=defs.resources, sensor_name=sensor_name) as context:
         result = sensor(context)
-    if isinstance(result, dg.SkipReason) or result.skip_reason is not None:
-        return []
-    for request in result.dynamic_partitions_requests or ():
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    return list(result.run_requests or ())
+    if isinstance(result, dg.SkipReason):
+        say(f"{sensor_name}: {result.skip_message}")
+        return 0
+    if isinstance(result, dg.RunRequest):
+        requests = [result]
+    else:
+        for request in result.dynamic_partitions_requests or ():
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        requests = list(result.run_requests or ())
+        if not requests and result.skip_reason:
+            say(f"{sensor_name}: {result.skip_reason.skip_message}")
+    for request in requests:
+        execute(defs, instance, sensor.job_name, request)
+    return len(requests)
+
+
+def crawl(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+    from fic_assets.defs.crawl.sensors import recrawl_schedule
+
+    execute(defs, instance, "discover_brands_job", dg.RunRequest())
+    if not tick(defs, instance, "brand_sensor"):
+        # Nothing new: the weekly schedule's request, all brands in one run.
+        with dg.build_schedule_context(instance=instance) as context:
+            execute(defs, instance, "crawl_job", recrawl_schedule.evaluate_tick(context).run_requests[0])
+
+
+def label(defs: dg.Definitions, instance: dg.DagsterInstance, error_rate: float) -> None:
+    from fic_assets.demo_shop.catalogue import build_catalogue, truth_rows
+    from fic_assets.labelling import simulated_annotator
+
+    execute(defs, instance, "labelling_round_job", dg.RunRequest())
+    truth = simulated_annotator.truth_by_url(truth_rows(build_catalogue(seed=42), settings.get("FIC_SHOP_URL").rstrip("/")))
+    # build_resources resolves the EnvVar settings exactly as a run would.
+    with dg.build_resources({"label_studio": defs.resources["label_studio"]}) as resources, resources.label_studio.session() as session:
+        report = simulated_annotator.annotate_open_tasks(session, session.project_id(), truth, error_rate=error_rate)
+    say(f"SIMULATED annotator answered {report.answered} tasks ({report.wrong_on_purpose} wrong on purpose): {report.by_label}")
+    tick(defs, instance, "annotation_sensor")
+    tick(defs, instance, "relabel_sensor")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fic demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="fic demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-pages", type=int, default=None, help="listing pages per brand (default: FIC_MAX_PAGES, 0 = all)")
+    parser.add_argument("--error-rate", type=float, default=0.03, help="share of wrong answers of the simulated annotator")
+    parser.add_argument("--crawl-only", action="store_true", help="stop after the crawl (no Label Studio)")
     args = parser.parse_args(argv)
     if args.max_pages is not None:
         os.environ["FIC_MAX_PAGES"] = str(args.max_pages)
@@ -71,25 +124,21 @@ def main(argv: list[str] | None = None) -> int:
     home = prepare_dagster_home()
     shop_url = settings.get("FIC_SHOP_URL")
     ensure_demo_shop(shop_url)
+    if not args.crawl_only:
+        ensure_label_studio()
 
     from fic_assets.definitions import defs
-    from fic_assets.defs.crawl.sensors import recrawl_schedule
 
     with dg.DagsterInstance.get() as instance:
-        print(f"[fic demo] shop {shop_url}; Dagster instance {home}", flush=True)
-        execute_run_request(defs, instance, "discover_brands_job", dg.RunRequest())
-        requests = tick_brand_sensor(defs, instance)
-        if not requests:
-            # Nothing new: the weekly schedule's request, all brands in one run.
-            with dg.build_schedule_context(instance=instance) as context:
-                requests = [recrawl_schedule.evaluate_tick(context).run_requests[0]]
-        for request in requests:
-            execute_run_request(defs, instance, "crawl_job", request)
+        say(f"shop {shop_url}; Dagster instance {home}")
+        crawl(defs, instance)
+        if not args.crawl_only:
+            label(defs, instance, args.error_rate)
 
     with storage.connect(settings.get("FIC_DUCKDB"), read_only=True) as con:
         counts = storage.table_counts(con)
-    print(f"[fic demo] DuckDB {settings.get('FIC_DUCKDB')}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-    print(f"[fic demo] open the UI: DAGSTER_HOME={home} dagster dev -m fic_assets.definitions  (or scripts/ui)")
+    say(f"DuckDB {settings.get('FIC_DUCKDB')}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    say(f"open the UI: scripts/ui (DAGSTER_HOME={home}); label in Label Studio: {settings.get('FIC_LABEL_STUDIO_URL')}")
     return 0
 
 

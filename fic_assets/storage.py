@@ -67,6 +67,43 @@ SCHEMA: tuple[str, ...] = (
         dropped INTEGER,
         stats JSON
     )""",
+    # --- labelling (Label Studio) ---
+    """CREATE TABLE IF NOT EXISTS label_tasks (
+        image_url TEXT PRIMARY KEY,     -- one Label Studio task per image, ever
+        task_id BIGINT NOT NULL,
+        project_id INTEGER NOT NULL,
+        item_id TEXT,
+        brand_slug TEXT,
+        pre_label TEXT,                 -- the pre-annotation shown to the annotator
+        pre_score DOUBLE,
+        pre_model_version TEXT,
+        created_at TIMESTAMPTZ NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS annotations (
+        annotation_id BIGINT PRIMARY KEY,  -- Label Studio's id; the raw material `labels` is resolved from
+        project_id INTEGER NOT NULL,
+        task_id BIGINT NOT NULL,
+        image_url TEXT NOT NULL,
+        item_id TEXT,
+        annotator TEXT,
+        label TEXT,                     -- worn / not_worn / unusable; NULL when the annotation is not usable
+        problem TEXT,                   -- why label is NULL (unknown choice, no choice, cancelled)
+        created_at TIMESTAMPTZ,
+        updated_at TIMESTAMPTZ NOT NULL,
+        lead_time DOUBLE
+    )""",
+    """CREATE TABLE IF NOT EXISTS labels (
+        image_url TEXT PRIMARY KEY,     -- the resolved human label of an image (see labelling/labels.py)
+        item_id TEXT,
+        label TEXT NOT NULL,            -- worn / not_worn / unusable (unusable is kept, never trained on)
+        annotator TEXT,
+        annotated_at TIMESTAMPTZ NOT NULL,
+        task_id BIGINT NOT NULL,
+        annotation_id BIGINT NOT NULL,
+        lead_time DOUBLE,
+        annotations INTEGER NOT NULL,   -- usable annotations behind the label
+        agreement DOUBLE NOT NULL       -- share of annotators who chose the winning label
+    )""",
 )
 # No secondary indexes: DuckDB turns an UPDATE of an indexed column into delete + insert (100k-piece upserts
 # went from 0.1 s to 6 s with an index on pieces.brand_slug), and its zone maps already serve per-brand scans.
@@ -327,6 +364,7 @@ def log_crawl(
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     row = con.execute(
         """SELECT (SELECT count(*) FROM brands), (SELECT count(*) FROM pieces), (SELECT count(*) FROM price_history),
-                  (SELECT count(*) FROM images), (SELECT count(*) FROM crawl_log)"""
+                  (SELECT count(*) FROM images), (SELECT count(*) FROM crawl_log), (SELECT count(*) FROM label_tasks),
+                  (SELECT count(*) FROM labels)"""
     ).fetchone()
-    return dict(zip(("brands", "pieces", "price_history", "images", "crawl_log"), row))
+    return dict(zip(("brands", "pieces", "price_history", "images", "crawl_log", "label_tasks", "labels"), row))

@@ -57,7 +57,7 @@ def test_definitions_load_and_validate(cli_env):
 
 
 def test_demo_then_cli_materializations_are_idempotent(cli_env):
-    demo = run([sys.executable, "-m", "fic_assets.cli", "demo"], cli_env)
+    demo = run([sys.executable, "-m", "fic_assets.cli", "demo", "--crawl-only"], cli_env)
     assert "pieces=" in demo.stdout
     partitions, runs = instance_state(cli_env)
     assert "levis" in partitions and len(partitions) >= 10
@@ -74,7 +74,7 @@ def test_demo_then_cli_materializations_are_idempotent(cli_env):
         [str(BIN / "dagster"), "asset", "materialize", "-m", "fic_assets.definitions", "--select", "pieces,image_urls", "--partition-range", f"{partitions[0]}...{partitions[1]}"],
         cli_env,
     )
-    second_demo = run([sys.executable, "-m", "fic_assets.cli", "demo"], cli_env)
+    second_demo = run([sys.executable, "-m", "fic_assets.cli", "demo", "--crawl-only"], cli_env)
     assert "pieces=" in second_demo.stdout
 
     final = counts(cli_env)
@@ -82,3 +82,35 @@ def test_demo_then_cli_materializations_are_idempotent(cli_env):
         assert final[table] == after_demo[table], table
     assert final["crawl_log"] == after_demo["crawl_log"] + 5  # 3 CLI crawls + the second demo's brands and crawl runs
     assert instance_state(cli_env) == (partitions, 2 + 3 + 2)
+
+
+def test_demo_runs_the_labelling_loop_through_label_studio(tmp_path, demo_shop_url, label_studio):
+    """README command 1's job, on a fresh instance: crawl, a labelling round, the SIMULATED annotator, labels,
+    and the next round started by relabel_sensor. With a perfect annotator the labels equal the kept truth."""
+    from fic_assets.demo_shop.catalogue import build_catalogue, truth_rows
+    from fic_assets.labelling.simulated_annotator import truth_by_url
+
+    home = tmp_path / "dagster_home"
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "FIC_DATA_DIR": str(tmp_path / "data"),
+        "FIC_DUCKDB": str(tmp_path / "data" / "fic.duckdb"),
+        "FIC_SHOP_URL": demo_shop_url,
+        "FIC_MAX_PAGES": "1",
+        "FIC_LABEL_STUDIO_URL": label_studio.url,
+        "FIC_LABEL_STUDIO_TOKEN": label_studio.token,
+        "FIC_LABEL_STUDIO_DATA_DIR": str(label_studio.data_dir),
+    }
+    demo = run([sys.executable, "-m", "fic_assets.cli", "demo", "--error-rate", "0"], env, timeout=600)
+    assert "SIMULATED annotator answered 200 tasks" in demo.stdout
+
+    with storage.connect(env["FIC_DUCKDB"], read_only=True) as con:
+        labels = dict(con.execute("SELECT image_url, label FROM labels").fetchall())
+        tasks = con.execute("SELECT count(*), count(DISTINCT image_url) FROM label_tasks").fetchone()
+    truth = truth_by_url(truth_rows(build_catalogue(seed=42), demo_shop_url))
+    assert len(labels) == 200 and all(truth[url] == label for url, label in labels.items())
+    assert tasks == (400, 400)  # round 1, then round 2 from relabel_sensor (200 new labels >= 50)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        jobs = sorted(run.job_name for run in instance.get_runs())
+    assert jobs == ["crawl_job", "discover_brands_job", "human_labels_job", "labelling_round_job", "labelling_round_job"]

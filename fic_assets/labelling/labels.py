@@ -1,0 +1,157 @@
+"""Label Studio annotations -> DuckDB `annotations` (raw) -> `labels` (one resolved label per image).
+
+Conflict rule, when several annotators labelled the same image:
+1. each annotator counts once, with their most recently updated annotation (editing replaces your own vote);
+2. annotations without a usable choice (cancelled/skipped, no choice, a choice the config does not know) are
+   kept in `annotations` with the problem, and do not vote;
+3. the label chosen by most annotators wins; a tie goes to the most recently updated of the tied annotations.
+`labels.agreement` records the winning share, so disagreements can be sent back to people.
+`unusable` is a label like the others (stored, resolved, shown), but training reads only worn / not_worn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import duckdb
+import pandas as pd
+
+from fic_assets.labelling.client import CHOICES, FROM_NAME
+
+ANNOTATION_COLUMNS = [
+    "annotation_id", "project_id", "task_id", "image_url", "item_id", "annotator",
+    "label", "problem", "created_at", "updated_at", "lead_time",
+]
+
+
+def _field(obj, name: str, default=None):
+    """SDK objects are pydantic models or dicts depending on the endpoint: read both."""
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def choice_of(annotation) -> tuple[str | None, str | None]:
+    """(label, problem) of one annotation."""
+    if _field(annotation, "was_cancelled"):
+        return None, "skipped by the annotator"
+    choices = [
+        choice
+        for region in _field(annotation, "result") or []
+        if _field(region, "from_name") == FROM_NAME and _field(region, "type") == "choices"
+        for choice in (_field(_field(region, "value"), "choices") or [])
+    ]
+    if not choices:
+        return None, "no choice"
+    if len(set(choices)) > 1:
+        return None, f"several choices {sorted(set(choices))}"
+    if choices[0] not in CHOICES:
+        return None, f"unknown choice {choices[0]!r}"
+    return choices[0], None
+
+
+def annotation_rows(tasks: Iterable, project_id: int, annotators: dict[int, str]) -> list[dict]:
+    rows = []
+    for task in tasks:
+        data = _field(task, "data") or {}
+        for annotation in _field(task, "annotations") or []:
+            label, problem = choice_of(annotation)
+            completed_by = _field(annotation, "completed_by")
+            if isinstance(completed_by, dict):  # some endpoints inline the user
+                completed_by = completed_by.get("id")
+            rows.append(
+                {
+                    "annotation_id": int(_field(annotation, "id")),
+                    "project_id": project_id,
+                    "task_id": int(_field(task, "id")),
+                    "image_url": data.get("image"),
+                    "item_id": data.get("item_id"),
+                    "annotator": annotators.get(completed_by, str(completed_by)),
+                    "label": label,
+                    "problem": problem,
+                    "created_at": _field(annotation, "created_at"),
+                    "updated_at": _field(annotation, "updated_at") or _field(annotation, "created_at"),
+                    "lead_time": _field(annotation, "lead_time"),
+                }
+            )
+    return rows
+
+
+def annotations_frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=ANNOTATION_COLUMNS)
+    for column in ("created_at", "updated_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    frame["lead_time"] = pd.to_numeric(frame["lead_time"], errors="coerce").astype("float64")
+    frame["annotation_id"] = frame["annotation_id"].astype("int64")
+    frame["task_id"] = frame["task_id"].astype("int64")
+    return frame.drop_duplicates("annotation_id")
+
+
+def resolve_labels(annotations: pd.DataFrame) -> pd.DataFrame:
+    """One label per image by the module's conflict rule."""
+    usable = annotations[annotations["label"].notna() & annotations["image_url"].notna()]
+    columns = ["image_url", "item_id", "label", "annotator", "annotated_at", "task_id", "annotation_id", "lead_time", "annotations", "agreement"]
+    if usable.empty:
+        return pd.DataFrame(columns=columns)
+    # 1. one vote per annotator: their latest annotation of the image
+    votes = usable.sort_values(["updated_at", "annotation_id"]).groupby(["image_url", "annotator"], as_index=False).tail(1)
+    # 3. majority, tie -> most recent: rank labels by (count, newest update) within each image
+    tally = votes.groupby(["image_url", "label"]).agg(count=("annotation_id", "size"), newest=("updated_at", "max")).reset_index()
+    tally = tally.sort_values(["image_url", "count", "newest"], ascending=[True, False, False])
+    winners = tally.groupby("image_url", as_index=False).head(1)
+    totals = votes.groupby("image_url").size().rename("annotations")
+    # The annotation standing for the label: the newest vote for the winning label.
+    chosen = votes.merge(winners[["image_url", "label", "count"]], on=["image_url", "label"])
+    chosen = chosen.sort_values(["updated_at", "annotation_id"]).groupby("image_url", as_index=False).tail(1)
+    chosen = chosen.join(totals, on="image_url")
+    chosen["agreement"] = chosen["count"] / chosen["annotations"]
+    chosen = chosen.rename(columns={"updated_at": "annotated_at"})
+    return chosen[columns].reset_index(drop=True)
+
+
+def replace_project_annotations(con: duckdb.DuckDBPyConnection, project_id: int, annotations: pd.DataFrame) -> None:
+    """The pull is complete for the project, so what it lacks was deleted in Label Studio."""
+    con.register("pulled_annotations", annotations)
+    try:
+        con.execute("DELETE FROM annotations WHERE project_id = ?", [project_id])
+        con.execute(
+            """INSERT INTO annotations (annotation_id, project_id, task_id, image_url, item_id, annotator, label, problem,
+                   created_at, updated_at, lead_time)
+               SELECT annotation_id, project_id, task_id, image_url, item_id, annotator, label, problem,
+                   created_at, updated_at, lead_time FROM pulled_annotations"""
+        )
+    finally:
+        con.unregister("pulled_annotations")
+
+
+def write_labels(con: duckdb.DuckDBPyConnection, resolved: pd.DataFrame) -> dict[str, int]:
+    """Upsert the resolved labels and drop the labels of images that lost all their usable annotations."""
+    before = dict(con.execute("SELECT image_url, label FROM labels").fetchall())
+    con.register("resolved_labels", resolved)
+    try:
+        con.execute("DELETE FROM labels WHERE image_url NOT IN (SELECT image_url FROM resolved_labels)")
+        con.execute(
+            """INSERT INTO labels SELECT image_url, item_id, label, annotator, annotated_at, task_id, annotation_id,
+                   lead_time, annotations, agreement FROM resolved_labels
+               ON CONFLICT (image_url) DO UPDATE SET item_id = excluded.item_id, label = excluded.label,
+                   annotator = excluded.annotator, annotated_at = excluded.annotated_at, task_id = excluded.task_id,
+                   annotation_id = excluded.annotation_id, lead_time = excluded.lead_time,
+                   annotations = excluded.annotations, agreement = excluded.agreement"""
+        )
+    finally:
+        con.unregister("resolved_labels")
+    after = dict(zip(resolved["image_url"], resolved["label"]))
+    return {
+        "labels": len(after),
+        "new": sum(1 for url in after if url not in before),
+        "changed": sum(1 for url, label in after.items() if url in before and before[url] != label),
+        "removed": sum(1 for url in before if url not in after),
+    }
+
+
+def labels_since(con: duckdb.DuckDBPyConnection, since: datetime | None) -> int:
+    """Human labels whose annotation was made or changed after `since` (all of them when None)."""
+    if since is None:
+        return con.execute("SELECT count(*) FROM labels").fetchone()[0]
+    return con.execute("SELECT count(*) FROM labels WHERE annotated_at > ?", [since]).fetchone()[0]

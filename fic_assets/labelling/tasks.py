@@ -1,0 +1,101 @@
+"""Which images go to annotators next, and the Label Studio tasks built for them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import pandas as pd
+
+from fic_assets import storage
+from fic_assets.labelling.client import choice_result
+
+# Before a model exists the shop's own packshot flag is the only hint: shown as a weak pre-annotation so the
+# annotator confirms or flips it. Weak on purpose: flat lays and details are not flagged, and are not worn.
+PACKSHOT_FLAG_VERSION = "packshot-flag"
+PACKSHOT_SCORE = 0.7
+NOT_FLAGGED_SCORE = 0.5
+
+
+def candidate_images(con: duckdb.DuckDBPyConnection, limit: int) -> pd.DataFrame:
+    """Images with neither a human label nor a task yet, stratified over brands.
+
+    Round-robin over brands (each brand's images in a fixed pseudo-random order), so a round of N tasks covers
+    every brand instead of the first brand's catalogue.
+    """
+    return con.execute(
+        """
+        WITH candidates AS (
+            SELECT i.image_url, i.item_id, i.is_packshot, i.position, p.brand_slug, b.name AS brand,
+                   row_number() OVER (PARTITION BY p.brand_slug ORDER BY md5(i.image_url)) AS rank_in_brand
+            FROM images i
+            JOIN pieces p USING (item_id)
+            LEFT JOIN brands b ON b.slug = p.brand_slug
+            WHERE i.image_url NOT IN (SELECT image_url FROM label_tasks)
+              AND i.image_url NOT IN (SELECT image_url FROM labels)
+        )
+        SELECT image_url, item_id, is_packshot, position, brand_slug, coalesce(brand, brand_slug) AS brand
+        FROM candidates
+        ORDER BY rank_in_brand, md5(brand_slug)
+        LIMIT ?
+        """,
+        [limit],
+    ).df()
+
+
+def add_pre_annotations(candidates: pd.DataFrame) -> pd.DataFrame:
+    """The hint each task shows the annotator (columns pre_label, pre_score, pre_model_version)."""
+    frame = candidates.copy()
+    flagged = frame["is_packshot"].astype(bool)
+    frame["pre_label"] = flagged.map({True: "not_worn", False: "worn"})
+    frame["pre_score"] = flagged.map({True: PACKSHOT_SCORE, False: NOT_FLAGGED_SCORE}).astype("float64")
+    frame["pre_model_version"] = PACKSHOT_FLAG_VERSION
+    return frame
+
+
+def build_task(row: dict) -> dict:
+    """A Label Studio task: the image plus what a person needs to judge it, and the pre-annotation."""
+    return {
+        "data": {
+            "image": row["image_url"],
+            "item_id": row["item_id"],
+            "brand": row["brand"],
+            "brand_slug": row["brand_slug"],
+            "is_packshot": bool(row["is_packshot"]),
+        },
+        "predictions": [
+            {"model_version": row["pre_model_version"], "score": float(row["pre_score"]), "result": choice_result(row["pre_label"])}
+        ],
+    }
+
+
+def record_tasks(con: duckdb.DuckDBPyConnection, project_id: int, rows: Sequence[dict], task_ids: Sequence[int]) -> None:
+    """Remember which task holds which image, right after Label Studio created it (so a re-run skips it)."""
+    upsert_task_rows(con, [{**row, "task_id": int(task_id), "project_id": project_id} for row, task_id in zip(rows, task_ids, strict=True)])
+
+
+def upsert_task_rows(con: duckdb.DuckDBPyConnection, rows: Sequence[dict]) -> None:
+    columns = ["image_url", "task_id", "project_id", "item_id", "brand_slug", "pre_label", "pre_score", "pre_model_version"]
+    frame = pd.DataFrame([{column: row.get(column) for column in columns} for row in rows], columns=columns)
+    frame = frame.drop_duplicates("image_url")
+    frame["pre_score"] = frame["pre_score"].astype("float64")
+    frame["created_at"] = storage.utcnow()
+    con.register("incoming_tasks", frame)
+    try:
+        con.execute(
+            """INSERT INTO label_tasks SELECT image_url, task_id, project_id, item_id, brand_slug, pre_label, pre_score,
+                   pre_model_version, created_at FROM incoming_tasks
+               ON CONFLICT (image_url) DO NOTHING"""
+        )
+    finally:
+        con.unregister("incoming_tasks")
+
+
+def adopt_existing_tasks(con: duckdb.DuckDBPyConnection, project_id: int, task_images: dict[str, int]) -> int:
+    """Record tasks Label Studio has but DuckDB does not know (a run that died between the import and the
+    DuckDB write, or a lost DuckDB file), so they are never imported twice. Returns how many were adopted."""
+    known = {row[0] for row in con.execute("SELECT image_url FROM label_tasks WHERE project_id = ?", [project_id]).fetchall()}
+    missing = [{"image_url": url, "task_id": task_id, "project_id": project_id} for url, task_id in task_images.items() if url not in known]
+    if missing:
+        upsert_task_rows(con, missing)
+    return len(missing)
