@@ -68,9 +68,10 @@ def decode_rgb(data: bytes, max_pixels: int = MAX_PIXELS, draft_size: tuple[int,
     draft_size lets the JPEG decoder scale down while decoding, much faster when the caller resizes anyway.
     """
     image = open_image(data, max_pixels)
-    if draft_size is not None and image.format == "JPEG":
-        image.draft("RGB", draft_size)
     try:
+        # draft() already reads JPEG markers, so a cut-off file can fail here too.
+        if draft_size is not None and image.format == "JPEG":
+            image.draft("RGB", draft_size)
         image.load()
     except OSError as error:  # Pillow reports cut-off data as OSError("image file is truncated ...")
         raise BadImageError("truncated", str(error)) from error

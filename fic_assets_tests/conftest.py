@@ -51,3 +51,76 @@ def label_studio(tmp_path_factory):
         require(False, f"a Label Studio server ({error})")
     yield config
     server.stop(data_dir)
+
+
+class S3Server:
+    """A running moto S3 server: what a DVC remote or boto3 client needs to reach the test bucket."""
+
+    def __init__(self, endpoint_url: str, bucket: str, access_key_id: str, secret_access_key: str, process):
+        self.endpoint_url = endpoint_url
+        self.bucket = bucket
+        self.access_key_id = access_key_id
+        self.secret_access_key = secret_access_key
+        self.process = process
+
+
+def _moto_answers(endpoint_url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(f"{endpoint_url}/moto-api/", timeout=1).status_code < 500
+    except requests.RequestException:
+        return False
+
+
+def _moto_credentials(endpoint_url: str, bucket: str) -> tuple[str, str]:
+    """An IAM user allowed s3:*, the bucket, then authentication switched on: only this user's keys work now.
+
+    Moto accepts any key until told otherwise; enforcing it is what lets a test see wrong keys refused.
+    """
+    import json
+
+    import boto3
+    import requests
+
+    session = boto3.session.Session(aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap",
+                                    region_name="us-east-1")
+    iam = session.client("iam", endpoint_url=endpoint_url)
+    iam.create_user(UserName="fic-tests")
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    iam.put_user_policy(UserName="fic-tests", PolicyName="s3", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="fic-tests")["AccessKey"]
+    session.client("s3", endpoint_url=endpoint_url).create_bucket(Bucket=bucket)
+    requests.post(f"{endpoint_url}/moto-api/reset-auth", data=b"0", timeout=5).raise_for_status()
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3 API (moto_server) on a free loopback port with one bucket, for the whole session.
+
+    Yields an S3Server: .endpoint_url, .bucket, .access_key_id, .secret_access_key (.process for tests that
+    need to know it). Requests must be signed with those keys; any other key is refused like MinIO would.
+    """
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from fic_assets.demo_shop.server import stop_group
+
+    binary = Path(sys.executable).parent / "moto_server"
+    require(binary.exists(), f"moto_server next to {sys.executable} (pip install 'moto[server]')")
+    port = free_port()
+    endpoint_url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not _moto_answers(endpoint_url) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        require(_moto_answers(endpoint_url), f"moto_server answering on {endpoint_url}")
+        access_key_id, secret_access_key = _moto_credentials(endpoint_url, "fic-test-images")
+        yield S3Server(endpoint_url, "fic-test-images", access_key_id, secret_access_key, process)
+    finally:
+        stop_group(process.pid)

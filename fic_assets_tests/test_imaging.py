@@ -75,3 +75,10 @@ def test_draft_decoding_scales_a_jpeg_down_while_decoding(demo_shop_url):
     full = decode_rgb(data)
     small = decode_rgb(data, draft_size=(100, 100))
     assert small.size[0] < full.size[0] and small.size[0] >= 100
+
+
+def test_truncated_jpeg_with_draft_is_a_bad_image_not_an_oserror(defect_urls):
+    """Bad input: a cut-off JPEG decoded with draft() (the fast path inference uses)."""
+    with pytest.raises(BadImageError) as error:
+        decode_rgb(fetch(defect_urls["truncated"]), draft_size=(96, 96))
+    assert error.value.reason == "truncated"
