@@ -13,6 +13,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-shop": ("fic_assets.demo_shop.server", "serve the generated demo shop on 127.0.0.1"),
     "label-studio": ("fic_assets.labelling.server", "start/stop the local Label Studio server"),
     "parse-page": ("fic_crawler.parse_page", "parse saved product pages, print one JSON object each"),
+    "train": ("fic_assets.ml.cli_train", "train the worn/not_worn model on an image folder, print test metrics"),
+    "predict": ("fic_assets.ml.cli_predict", "classify image files or folders with a trained model (CSV)"),
 }
 
 
