@@ -5,8 +5,9 @@ import dagster as dg
 from fic_assets import settings
 from fic_assets.defs.crawl import definitions as crawl
 from fic_assets.defs.labelling import definitions as labelling
+from fic_assets.defs.model import definitions as model
 from fic_assets.labelling.client import LabelStudioResource
-from fic_assets.resources import CrawlerResource, DuckDBResource
+from fic_assets.resources import CrawlerResource, DuckDBResource, ImageSetStore
 
 settings.apply_defaults()
 
@@ -21,7 +22,16 @@ resources = {
         http_cache=dg.EnvVar("FIC_HTTP_CACHE"),
     ),
     "label_studio": LabelStudioResource(url=dg.EnvVar("FIC_LABEL_STUDIO_URL"), token=dg.EnvVar("FIC_LABEL_STUDIO_TOKEN")),
+    "image_store": ImageSetStore(
+        dvc_root=dg.EnvVar("FIC_DVC_ROOT"),
+        image_set_dir=dg.EnvVar("FIC_IMAGE_SET_DIR"),
+        endpoint_url=dg.EnvVar("FIC_S3_ENDPOINT"),
+        bucket=dg.EnvVar("FIC_S3_BUCKET"),
+        prefix=dg.EnvVar("FIC_S3_PREFIX"),
+        access_key_id=dg.EnvVar("FIC_S3_ACCESS_KEY"),
+        secret_access_key=dg.EnvVar("FIC_S3_SECRET_KEY"),
+    ),
 }
 
 # Domain modules are imported as modules: a second Definitions object at module level would confuse loaders.
-defs = dg.Definitions.merge(crawl.defs, labelling.defs, dg.Definitions(resources=resources))
+defs = dg.Definitions.merge(crawl.defs, labelling.defs, model.defs, dg.Definitions(resources=resources))

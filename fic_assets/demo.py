@@ -6,7 +6,11 @@ shows up in `dagster dev` afterwards:
      requested) and that crawl run; when nothing is new, the all-brands run `recrawl_schedule` requests;
   2. labelling: start Label Studio (local), a labelling round (`label_studio_project`, `label_tasks`), a
      SIMULATED annotator answering the round's tasks from the demo shop's kept truth, one `annotation_sensor`
-     tick (-> `human_labels`) and one `relabel_sensor` tick (enough new labels -> the next round).
+     tick (-> `human_labels`);
+  3. model: `relabel_sensor` ticks twice as the daemon would: enough new labels -> `retrain_job` (image set
+     versioned with DVC and pushed to S3 -> model -> `model_quality` -> promotion), then the next labelling
+     round, pre-annotated and ordered by the new production model. Without a reachable S3 the demo starts
+     moto_server locally as a stand-in for the compose stack's MinIO.
 """
 
 from __future__ import annotations
@@ -59,12 +63,20 @@ def ensure_label_studio() -> None:
         raise SystemExit(f"could not start Label Studio on {config.url}; see {config.data_dir}")
 
 
+# A retrain whose model fails `model_quality` is a normal outcome: the loop goes on with the old model.
+MAY_FAIL = {"retrain_job"}
+
+
 def execute(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, request: dg.RunRequest) -> None:
     result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, tags=request.tags, partition_key=request.partition_key, run_config=QUIET_LOGS
+        instance=instance, tags=request.tags, partition_key=request.partition_key, run_config=QUIET_LOGS, raise_on_error=False
     )
-    if not result.success:
-        raise SystemExit(f"{job_name} run {result.run_id} failed; see `dagster dev` or the log above")
+    if result.success:
+        return
+    if job_name in MAY_FAIL:
+        say(f"{job_name} run {result.run_id} did not pass (see its asset checks in the UI); going on with the current model")
+        return
+    raise SystemExit(f"{job_name} run {result.run_id} failed; see `dagster dev` or the log above")
 
 
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str) -> int:
@@ -84,7 +96,8 @@ def tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str) -
         if not requests and result.skip_reason:
             say(f"{sensor_name}: {result.skip_reason.skip_message}")
     for request in requests:
-        execute(defs, instance, sensor.job_name, request)
+        # A sensor with several jobs names the job in each request.
+        execute(defs, instance, request.job_name or sensor.job_name, request)
     return len(requests)
 
 
@@ -109,8 +122,16 @@ def label(defs: dg.Definitions, instance: dg.DagsterInstance, error_rate: float)
         report = simulated_annotator.annotate_open_tasks(session, session.project_id(), truth, error_rate=error_rate)
     say(f"SIMULATED annotator answered {report.answered} tasks ({report.wrong_on_purpose} wrong on purpose): {report.by_label}")
     tick(defs, instance, "annotation_sensor")
-    tick(defs, instance, "relabel_sensor")
 
+
+def retrain_and_relabel(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+    from fic_assets import model_registry
+
+    tick(defs, instance, "relabel_sensor")  # -> retrain_job
+    tick(defs, instance, "relabel_sensor")  # -> the next labelling round, with the new model's hints
+    production = model_registry.production()
+    if production:
+        say(f"production model {production['version']}: " + ", ".join(f"{k}={v:.3f}" for k, v in production["metrics"].items()))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fic demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     ensure_demo_shop(shop_url)
     if not args.crawl_only:
         ensure_label_studio()
+        from fic_assets.local_s3 import ensure_local_s3
+
+        say(ensure_local_s3() or "S3: " + settings.get("FIC_S3_ENDPOINT"))
 
     from fic_assets.definitions import defs
 
@@ -134,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         crawl(defs, instance)
         if not args.crawl_only:
             label(defs, instance, args.error_rate)
+            retrain_and_relabel(defs, instance)
 
     with storage.connect(settings.get("FIC_DUCKDB"), read_only=True) as con:
         counts = storage.table_counts(con)

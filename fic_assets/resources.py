@@ -10,12 +10,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
 
 import fic_crawler
 from fic_assets import storage
+
+if TYPE_CHECKING:
+    from fic_assets.imageset.dvc import DvcProject
 
 CRAWLER_PROJECT_DIR = Path(fic_crawler.__file__).resolve().parent.parent  # holds scrapy.cfg
 
@@ -142,3 +146,33 @@ class CrawlerResource(dg.ConfigurableResource):
 def _tail(log_path: Path, stderr: str, lines: int = 30) -> str:
     text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
     return "\n".join((text + "\n" + (stderr or "")).strip().splitlines()[-lines:])
+
+
+class ImageSetStore(dg.ConfigurableResource):
+    """The DVC-versioned image set and its S3 remote (MinIO in the compose stack, moto_server in tests).
+
+    Keys travel through EnvVar into DVC's config.local only, never into the committed .dvc/config.
+    """
+
+    dvc_root: str
+    image_set_dir: str
+    endpoint_url: str
+    bucket: str
+    prefix: str = "dvc"
+    access_key_id: str
+    secret_access_key: str
+
+    def image_dir(self) -> Path:
+        return Path(self.image_set_dir)
+
+    def remote_url(self) -> str:
+        prefix = self.prefix.strip("/")
+        return f"s3://{self.bucket}/{prefix}" if prefix else f"s3://{self.bucket}"
+
+    def project(self) -> "DvcProject":
+        from fic_assets.imageset.dvc import DvcProject, S3Remote
+
+        project = DvcProject(Path(self.dvc_root))
+        project.ensure_init()
+        project.configure_s3_remote(S3Remote("images", self.remote_url(), self.endpoint_url, self.access_key_id, self.secret_access_key))
+        return project

@@ -33,7 +33,18 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "FIC_LABEL_STUDIO_DATA_DIR": ("", "Label Studio's database, log, pid file (default: $FIC_DATA_DIR/label_studio)"),
     "FIC_LABEL_STUDIO_VENV": (str(REPO_ROOT / ".venv-label-studio"), "label-studio's own venv, made on first start"),
     "FIC_LABEL_STUDIO_DOCUMENT_ROOT": ("", "local files Label Studio may serve (default: $FIC_DATA_DIR)"),
+    "FIC_PARAMS_FILE": (str(REPO_ROOT / "params.yaml"), "training parameters (the file dvc.yaml's stages read too)"),
+    "FIC_MODELS_DIR": (str(REPO_ROOT / "models"), "trained models (models/<version>/) and the production pointer models/production.json"),
     "FIC_RELABEL_MIN_LABELS": ("50", "new human labels since the last labelling round that start the next one"),
+    # The training image set (fic_assets/imageset/) and its DVC remote. S3 defaults are the compose stack's MinIO.
+    "FIC_IMAGE_CACHE_DIR": ("", "downloaded image bytes keyed by URL (default: $FIC_DATA_DIR/cache/images)"),
+    "FIC_IMAGE_SET_DIR": (str(REPO_ROOT / "datasets" / "images"), "the labelled image set (worn/, not_worn/); DVC pointer <dir>.dvc beside it"),
+    "FIC_DVC_ROOT": (str(REPO_ROOT), "the DVC project (its .dvc/ directory) that versions the image set"),
+    "FIC_S3_ENDPOINT": ("http://127.0.0.1:9000", "S3 endpoint of the DVC remote (the compose stack's MinIO)"),
+    "FIC_S3_BUCKET": ("fic-images", "bucket of the DVC remote"),
+    "FIC_S3_PREFIX": ("dvc", "key prefix of the DVC remote inside the bucket"),
+    "FIC_S3_ACCESS_KEY": ("minioadmin", "S3 access key id (demo value; written to .dvc/config.local only)"),
+    "FIC_S3_SECRET_KEY": ("minioadmin", "S3 secret access key (demo value; written to .dvc/config.local only)"),
 }
 
 

@@ -84,9 +84,16 @@ def test_demo_then_cli_materializations_are_idempotent(cli_env):
     assert instance_state(cli_env) == (partitions, 2 + 3 + 2)
 
 
-def test_demo_runs_the_labelling_loop_through_label_studio(tmp_path, demo_shop_url, label_studio):
+def test_demo_runs_the_whole_loop(tmp_path, demo_shop_url, label_studio, s3):
     """README command 1's job, on a fresh instance: crawl, a labelling round, the SIMULATED annotator, labels,
-    and the next round started by relabel_sensor. With a perfect annotator the labels equal the kept truth."""
+    a retrain (DVC push to S3, training, quality gate, promotion) and the next round pre-annotated by the new
+    model. With a perfect annotator the labels equal the kept truth."""
+    import yaml
+
+    from fic_assets_tests.test_model_assets import FAST_PARAMS
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({**FAST_PARAMS, "evaluate": {"min_f1": 0.5}}))
     from fic_assets.demo_shop.catalogue import build_catalogue, truth_rows
     from fic_assets.labelling.simulated_annotator import truth_by_url
 
@@ -101,6 +108,15 @@ def test_demo_runs_the_labelling_loop_through_label_studio(tmp_path, demo_shop_u
         "FIC_LABEL_STUDIO_URL": label_studio.url,
         "FIC_LABEL_STUDIO_TOKEN": label_studio.token,
         "FIC_LABEL_STUDIO_DATA_DIR": str(label_studio.data_dir),
+        "FIC_S3_ENDPOINT": s3.endpoint_url,
+        "FIC_S3_BUCKET": s3.bucket,
+        "FIC_S3_PREFIX": f"demo-{tmp_path.name}",
+        "FIC_S3_ACCESS_KEY": s3.access_key_id,
+        "FIC_S3_SECRET_KEY": s3.secret_access_key,
+        "FIC_DVC_ROOT": str(tmp_path / "project"),
+        "FIC_IMAGE_SET_DIR": str(tmp_path / "project" / "datasets" / "images"),
+        "FIC_MODELS_DIR": str(tmp_path / "models"),
+        "FIC_PARAMS_FILE": str(params),
     }
     demo = run([sys.executable, "-m", "fic_assets.cli", "demo", "--error-rate", "0"], env, timeout=600)
     assert "SIMULATED annotator answered 200 tasks" in demo.stdout
@@ -113,4 +129,8 @@ def test_demo_runs_the_labelling_loop_through_label_studio(tmp_path, demo_shop_u
     assert tasks == (400, 400)  # round 1, then round 2 from relabel_sensor (200 new labels >= 50)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         jobs = sorted(run.job_name for run in instance.get_runs())
-    assert jobs == ["crawl_job", "discover_brands_job", "human_labels_job", "labelling_round_job", "labelling_round_job"]
+    assert jobs == ["crawl_job", "discover_brands_job", "human_labels_job", "labelling_round_job", "labelling_round_job", "retrain_job"]
+    production = json.loads((tmp_path / "models" / "production.json").read_text())
+    with storage.connect(env["FIC_DUCKDB"], read_only=True) as con:
+        hinted = con.execute("SELECT count(*) FROM label_tasks WHERE pre_model_version = ?", [production["version"]]).fetchone()[0]
+    assert hinted > 150  # round 2 was pre-annotated by the promoted model (broken images keep the packshot hint)

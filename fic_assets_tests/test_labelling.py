@@ -11,7 +11,8 @@ import pytest
 
 from fic_assets import storage
 from fic_assets.defs.labelling.assets import human_labels, label_studio_project, label_tasks
-from fic_assets.defs.labelling.sensors import annotation_sensor, relabel_sensor
+from fic_assets.defs.labelling.sensors import annotation_sensor
+from fic_assets.defs.model.sensors import relabel_sensor
 from fic_assets.labelling import labels as label_sync
 from fic_assets.labelling.client import (
     LabelStudioAuthError,
@@ -276,7 +277,7 @@ def test_wrong_token_is_a_clear_error(platform, label_studio):
 # --- relabel rounds -------------------------------------------------------------------------------------------
 
 
-def test_relabel_sensor_starts_one_round_once_enough_new_labels_exist(platform, monkeypatch):
+def test_relabel_sensor_retrains_first_then_starts_one_round(platform, monkeypatch):
     resources, instance, _ = platform
     monkeypatch.setenv("FIC_RELABEL_MIN_LABELS", "3")
     context = lambda: dg.build_sensor_context(instance=instance, resources={"duckdb": resources["duckdb"]})  # noqa: E731
@@ -291,9 +292,15 @@ def test_relabel_sensor_starts_one_round_once_enough_new_labels_exist(platform, 
 
     annotate(resources, tasks[2].id, "worn")
     materialize(human_labels, resources, instance)
-    request = relabel_sensor(context())
-    assert isinstance(request, dg.RunRequest) and request.tags["fic/new_labels"] == "3"
-    assert relabel_sensor(context()).run_key == request.run_key  # same round: the daemon dedupes by run_key
+    retrain = relabel_sensor(context())
+    assert isinstance(retrain, dg.RunRequest) and retrain.job_name == "retrain_job" and retrain.tags["fic/new_labels"] == "3"
+    assert relabel_sensor(context()).run_key == retrain.run_key  # same round: the daemon dedupes by run_key
+
+    # The retrain run of this round, as the daemon would have launched it (it failed: no model is fine too).
+    run = instance.add_run(dg.DagsterRun(job_name="retrain_job", run_id=uuid.uuid4().hex, tags=retrain.tags, status=dg.DagsterRunStatus.FAILURE))
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    next_round = relabel_sensor(context())
+    assert isinstance(next_round, dg.RunRequest) and next_round.job_name == "labelling_round_job"
 
     materialize(label_tasks, resources, instance)  # the round ran: counting starts again
     assert "0 new human labels" in relabel_sensor(context()).skip_message

@@ -53,6 +53,33 @@ def add_pre_annotations(candidates: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+# With a model, a round draws from a larger stratified pool and keeps the images the model is least sure about.
+MODEL_POOL_FACTOR = 5
+
+
+def interleave_brands(frame: pd.DataFrame, order_by: str) -> pd.DataFrame:
+    """Round-robin over brands, each brand's rows in `order_by` order: stratified whatever the ranking."""
+    ranked = frame.assign(_rank=frame.groupby("brand_slug")[order_by].rank(method="first"))
+    return ranked.sort_values(["_rank", "brand_slug"]).drop(columns="_rank")
+
+
+def add_model_pre_annotations(candidates: pd.DataFrame, scores: dict[str, float], model_version: str, limit: int) -> pd.DataFrame:
+    """Pre-annotate with the production model and keep the `limit` most uncertain images, brands interleaved.
+
+    scores: image URL -> P(worn) for the images the model could read; the others (broken downloads) keep the
+    packshot-flag hint and come last, where an annotator marks them unusable.
+    """
+    frame = add_pre_annotations(candidates)
+    scored = frame["image_url"].isin(scores.keys())
+    worn = frame.loc[scored, "image_url"].map(scores).astype("float64")
+    frame.loc[scored, "pre_label"] = worn.ge(0.5).map({True: "worn", False: "not_worn"})
+    frame.loc[scored, "pre_score"] = worn.where(worn >= 0.5, 1 - worn)
+    frame.loc[scored, "pre_model_version"] = model_version
+    frame["uncertainty"] = (worn - 0.5).abs().reindex(frame.index).fillna(1.0)
+    chosen = pd.concat([interleave_brands(frame[scored], "uncertainty"), frame[~scored]])
+    return chosen.drop(columns="uncertainty").head(limit)
+
+
 def build_task(row: dict) -> dict:
     """A Label Studio task: the image plus what a person needs to judge it, and the pre-annotation."""
     return {

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from fic_assets import storage
+from fic_assets import model_registry, storage
+from fic_assets.inference import score_urls
 from fic_assets.defs.crawl.partitions import DUCKDB_POOL
 from fic_assets.labelling import labels as label_sync
 from fic_assets.labelling import tasks as task_choice
@@ -44,9 +45,18 @@ def batches(rows: list[dict], size: int) -> list[list[dict]]:
 def label_tasks(context: dg.AssetExecutionContext, config: LabelTasksConfig, label_studio: LabelStudioResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
     with label_studio.session() as ls:
         project_id = ls.project_id()
+        production = model_registry.production()
+        pool = config.tasks_per_round * (task_choice.MODEL_POOL_FACTOR if production else 1)
         with duckdb.connect() as con:
             adopted = task_choice.adopt_existing_tasks(con, project_id, ls.task_images(project_id))
-            candidates = task_choice.add_pre_annotations(task_choice.candidate_images(con, config.tasks_per_round))
+            candidates = task_choice.candidate_images(con, pool)
+        if production:
+            # The production model pre-annotates, and the round keeps what it is least sure about.
+            scored = score_urls(candidates["image_url"].tolist(), production["path"])
+            candidates = task_choice.add_model_pre_annotations(candidates, scored.scores, production["version"], config.tasks_per_round)
+            context.log.info(f"model {production['version']} scored {len(scored.scores)} of {pool} candidates; {len(scored.errors)} unreadable")
+        else:
+            candidates = task_choice.add_pre_annotations(candidates)
         rows = candidates.to_dict("records")
         for batch in batches(rows, config.batch_size):
             task_ids = ls.import_tasks(project_id, [task_choice.build_task(row) for row in batch])
@@ -61,7 +71,7 @@ def label_tasks(context: dg.AssetExecutionContext, config: LabelTasksConfig, lab
             "tasks_adopted": adopted,
             "brands_in_round": int(candidates["brand_slug"].nunique()) if len(candidates) else 0,
             "open_tasks": open_tasks,
-            "pre_annotation": task_choice.PACKSHOT_FLAG_VERSION,
+            "pre_annotation": production["version"] if production else task_choice.PACKSHOT_FLAG_VERSION,
         }
     )
 

@@ -1,0 +1,125 @@
+"""image_set -> model -> model_quality -> production_model on real components: the demo shop's images over
+HTTP, DVC pushing to a real S3 API (moto_server), real training, a temp Dagster instance."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pandas as pd
+import pytest
+import yaml
+
+from fic_assets import model_registry
+from fic_assets.defs.model.assets import image_set, model, model_quality, production_model, quality_verdict
+from fic_assets.defs.model.jobs import retrain_job
+from fic_assets.demo_shop.catalogue import build_catalogue, image_url
+from fic_assets.imageset.dvc import DvcError
+from fic_assets.labelling import labels as label_sync
+from fic_assets.resources import DuckDBResource, ImageSetStore
+from fic_assets_tests.conftest import free_port
+from fic_assets_tests.test_ml import FAST_PARAMS as ML_TEST_PARAMS
+
+# Two short epochs: these tests are about the platform around training, test_ml.py about training itself.
+FAST_PARAMS = {**ML_TEST_PARAMS, "train": {**ML_TEST_PARAMS["train"], "epochs": 2, "freeze_epochs": 0}}
+
+
+def labelled_demo_images(base_url: str, n: int = 48) -> list[tuple[str, str]]:
+    """n healthy demo images (balanced by truth) plus three broken ones labelled as if a person had not looked."""
+    images = [image for product in build_catalogue(42).products for image in product.images]
+    healthy = [i for i in images if i.defect is None]
+    worn = [i for i in healthy if i.truth == "worn"][: n // 2]
+    not_worn = [i for i in healthy if i.truth == "not_worn"][: n // 2]
+    broken = [i for i in images if i.defect in ("truncated", "empty", "html")]
+    return [(image_url(base_url, i), i.truth) for i in worn + not_worn + broken]
+
+
+def seed_labels(duckdb: DuckDBResource, labelled: list[tuple[str, str]]) -> None:
+    now = pd.Timestamp.now(tz="UTC")
+    frame = pd.DataFrame(
+        [{"image_url": url, "item_id": None, "label": label, "annotator": "tester", "annotated_at": now, "task_id": n,
+          "annotation_id": n, "lead_time": 1.0, "annotations": 1, "agreement": 1.0} for n, (url, label) in enumerate(labelled)]
+    )
+    with duckdb.connect() as con:
+        label_sync.write_labels(con, frame)
+
+
+def store(tmp_path, s3, endpoint: str | None = None, secret: str | None = None) -> ImageSetStore:
+    project = tmp_path / "project"
+    return ImageSetStore(
+        dvc_root=str(project), image_set_dir=str(project / "datasets" / "images"), endpoint_url=endpoint or s3.endpoint_url,
+        bucket=s3.bucket, prefix=f"test-{tmp_path.name}", access_key_id=s3.access_key_id, secret_access_key=secret or s3.secret_access_key,
+    )
+
+
+@pytest.fixture
+def platform(tmp_path, demo_shop_url, s3, monkeypatch):
+    monkeypatch.setenv("FIC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FIC_MODELS_DIR", str(tmp_path / "models"))
+    duckdb = DuckDBResource(path=str(tmp_path / "fic.duckdb"))
+    seed_labels(duckdb, labelled_demo_images(demo_shop_url))
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({**FAST_PARAMS, "evaluate": {"min_f1": 0.6}}))
+    resources = {"duckdb": duckdb, "image_store": store(tmp_path, s3)}
+    defs = dg.Definitions(assets=[image_set, model, production_model], asset_checks=[model_quality], jobs=[retrain_job], resources=resources)
+    with dg.instance_for_test() as instance:
+        yield defs, instance, params, tmp_path
+
+
+def retrain(defs, instance, params_file):
+    return defs.resolve_job_def("retrain_job").execute_in_process(
+        instance=instance, run_config={"ops": {"model": {"config": {"params_file": str(params_file)}}}}, raise_on_error=False
+    )
+
+
+def test_retrain_versions_the_image_set_gates_and_promotes(platform):
+    defs, instance, params, tmp_path = platform
+    first = retrain(defs, instance, params)
+    assert first.success
+
+    (image_event,) = first.asset_materializations_for_node("image_set")
+    digest = image_event.metadata["dvc_hash"].value
+    assert digest.endswith(".dir") and image_event.metadata["rejects"].value  # the three broken images
+    assert {reason.split(":")[0] for reason in image_event.metadata["rejects"].value.values()} == {"truncated", "empty", "not_an_image"}
+    checks = first.get_asset_check_evaluations()
+    assert [c.passed for c in checks] == [True]
+
+    pointer = model_registry.production()
+    (model_event,) = first.asset_materializations_for_node("model")
+    assert pointer["version"] == model_event.metadata["version"].value
+    assert json.loads((tmp_path / "models" / pointer["version"] / "card.json").read_text())["image_set_hash"] == digest
+    assert "data:image/png;base64," in model_event.metadata["confusion_matrix"].value
+
+    # A stricter gate: the next model fails model_quality, so production stays on the first one.
+    params.write_text(yaml.safe_dump({**FAST_PARAMS, "evaluate": {"min_f1": 1.01}}))
+    second = retrain(defs, instance, params)
+    assert not second.success
+    assert [c.passed for c in second.get_asset_check_evaluations()] == [False]
+    assert not second.asset_materializations_for_node("production_model")
+    assert model_registry.production()["version"] == pointer["version"]
+    # Same labels, same set: the image set's data version did not move.
+    assert second.asset_materializations_for_node("image_set")[0].metadata["dvc_hash"].value == digest
+
+
+def test_s3_down_fails_clearly_keeps_the_local_set_and_the_next_run_pushes(platform, s3):
+    """Bad input: the S3 endpoint (MinIO) is down during `dvc push`."""
+    defs, instance, params, tmp_path = platform
+    down = {**defs.resources, "image_store": store(tmp_path, s3, endpoint=f"http://127.0.0.1:{free_port()}")}
+    with pytest.raises(DvcError, match="not reachable"):
+        dg.materialize([image_set], resources=down, instance=instance)
+    images = tmp_path / "project" / "datasets" / "images"
+    assert len(list(images.glob("*/*.jpg"))) == 48  # built before the push, untouched by its failure
+    result = dg.materialize([image_set], resources=defs.resources, instance=instance)
+    assert result.success
+
+
+def test_quality_verdict_rule():
+    assert quality_verdict(0.95, 0.9, None)[0]
+    assert not quality_verdict(0.85, 0.9, None)[0]
+    assert quality_verdict(0.945, 0.9, 0.95)[0]  # within 0.01 of production
+    assert not quality_verdict(0.93, 0.9, 0.95)[0]
+
+
+def test_missing_production_model_says_how_to_train(tmp_path):
+    with pytest.raises(model_registry.NoProductionModel, match="retrain_job"):
+        model_registry.require_production(tmp_path)
