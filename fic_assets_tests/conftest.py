@@ -11,6 +11,26 @@ from fic_assets.net import free_port  # noqa: F401  (tests import it from here)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def platform_env(root, shop_url: str, **settings: str) -> dict[str, str]:
+    """Environment for a subprocess running the platform on its own temp instance and data under root."""
+    import shutil
+
+    from fic_assets.instance import TEMPLATE
+
+    home = root / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(TEMPLATE, home / "dagster.yaml")
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "FIC_DATA_DIR": str(root / "data"),
+        "FIC_DUCKDB": str(root / "data" / "fic.duckdb"),
+        "FIC_SHOP_URL": shop_url,
+        "FIC_MAX_PAGES": "1",  # the first listing page of each brand keeps subprocess tests quick
+        **settings,
+    }
+
+
 def require(condition: bool, what: str) -> None:
     """Skip locally when a component is missing; under CI=true a missing component fails the run."""
     if condition:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,26 +11,14 @@ import dagster as dg
 import pytest
 
 from fic_assets import storage
-from fic_assets.instance import TEMPLATE
+from fic_assets_tests.conftest import platform_env
 
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory, demo_shop_url):
-    root = tmp_path_factory.mktemp("cli")
-    home = root / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(TEMPLATE, home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "FIC_DATA_DIR": str(root / "data"),
-        "FIC_DUCKDB": str(root / "data" / "fic.duckdb"),
-        "FIC_SHOP_URL": demo_shop_url,
-        "FIC_MAX_PAGES": "1",  # first listing page per brand keeps this module quick
-    }
-    return env
+    return platform_env(tmp_path_factory.mktemp("cli"), demo_shop_url)
 
 
 def run(command: list[str], env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -97,27 +83,23 @@ def test_demo_runs_the_whole_loop(tmp_path, demo_shop_url, label_studio, s3):
     from fic_assets.demo_shop.catalogue import build_catalogue, truth_rows
     from fic_assets.labelling.simulated_annotator import truth_by_url
 
-    home = tmp_path / "dagster_home"
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "FIC_DATA_DIR": str(tmp_path / "data"),
-        "FIC_DUCKDB": str(tmp_path / "data" / "fic.duckdb"),
-        "FIC_SHOP_URL": demo_shop_url,
-        "FIC_MAX_PAGES": "1",
-        "FIC_LABEL_STUDIO_URL": label_studio.url,
-        "FIC_LABEL_STUDIO_TOKEN": label_studio.token,
-        "FIC_LABEL_STUDIO_DATA_DIR": str(label_studio.data_dir),
-        "FIC_S3_ENDPOINT": s3.endpoint_url,
-        "FIC_S3_BUCKET": s3.bucket,
-        "FIC_S3_PREFIX": f"demo-{tmp_path.name}",
-        "FIC_S3_ACCESS_KEY": s3.access_key_id,
-        "FIC_S3_SECRET_KEY": s3.secret_access_key,
-        "FIC_DVC_ROOT": str(tmp_path / "project"),
-        "FIC_IMAGE_SET_DIR": str(tmp_path / "project" / "datasets" / "images"),
-        "FIC_MODELS_DIR": str(tmp_path / "models"),
-        "FIC_PARAMS_FILE": str(params),
-    }
+    env = platform_env(
+        tmp_path,
+        demo_shop_url,
+        FIC_LABEL_STUDIO_URL=label_studio.url,
+        FIC_LABEL_STUDIO_TOKEN=label_studio.token,
+        FIC_LABEL_STUDIO_DATA_DIR=str(label_studio.data_dir),
+        FIC_S3_ENDPOINT=s3.endpoint_url,
+        FIC_S3_BUCKET=s3.bucket,
+        FIC_S3_PREFIX=f"demo-{tmp_path.name}",
+        FIC_S3_ACCESS_KEY=s3.access_key_id,
+        FIC_S3_SECRET_KEY=s3.secret_access_key,
+        FIC_DVC_ROOT=str(tmp_path / "project"),
+        FIC_IMAGE_SET_DIR=str(tmp_path / "project" / "datasets" / "images"),
+        FIC_MODELS_DIR=str(tmp_path / "models"),
+        FIC_PARAMS_FILE=str(params),
+    )
+    home = env["DAGSTER_HOME"]
     demo = run([sys.executable, "-m", "fic_assets.cli", "demo", "--error-rate", "0"], env, timeout=600)
     assert "SIMULATED annotator answered 200 tasks" in demo.stdout
 
@@ -127,7 +109,7 @@ def test_demo_runs_the_whole_loop(tmp_path, demo_shop_url, label_studio, s3):
     truth = truth_by_url(truth_rows(build_catalogue(seed=42), demo_shop_url))
     assert len(labels) == 200 and all(truth[url] == label for url, label in labels.items())
     assert tasks == (400, 400)  # round 1, then round 2 from relabel_sensor (200 new labels >= 50)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with dg.DagsterInstance.from_config(home) as instance:
         jobs = sorted(run.job_name for run in instance.get_runs())
     assert jobs == ["crawl_job", "discover_brands_job", "human_labels_job", "labelling_round_job", "labelling_round_job", "retrain_job"]
     production = json.loads((tmp_path / "models" / "production.json").read_text())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +17,7 @@ import dagster as dg
 import pytest
 
 from fic_assets import storage
-from fic_assets.instance import TEMPLATE
-from fic_assets_tests.conftest import free_port
+from fic_assets_tests.conftest import free_port, platform_env
 
 BIN = Path(sys.executable).parent
 
@@ -53,18 +51,8 @@ def server_up(url: str) -> bool:
 
 @pytest.fixture
 def dagster_dev(tmp_path, demo_shop_url):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(TEMPLATE, home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "FIC_DATA_DIR": str(tmp_path / "data"),
-        "FIC_SHOP_URL": demo_shop_url,
-        "FIC_MAX_PAGES": "1",
-        # No Label Studio in this test: the labelling sensors' ticks fail clearly and change nothing.
-        "FIC_LABEL_STUDIO_URL": f"http://127.0.0.1:{free_port()}",
-    }
+    # No Label Studio in this test: the labelling sensors' ticks fail clearly and change nothing.
+    env = platform_env(tmp_path, demo_shop_url, FIC_LABEL_STUDIO_URL=f"http://127.0.0.1:{free_port()}")
     # `brands` from the CLI before the daemon starts: brand_sensor's first tick then has work to do.
     subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "fic_assets.definitions", "--select", "brands"],
