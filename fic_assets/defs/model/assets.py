@@ -84,7 +84,8 @@ def model(context: dg.AssetExecutionContext, config: ModelConfig, image_store: I
     if version_dir.exists():
         shutil.rmtree(version_dir)
     shutil.move(str(work / "model"), version_dir)
-    shutil.copyfile(split_file, version_dir / "split.json")
+    shutil.move(str(split_file), version_dir / "split.json")  # the model dir is self-contained; the run dir goes
+    shutil.rmtree(work, ignore_errors=True)
     return dg.MaterializeResult(
         metadata={
             "version": card["version"],
