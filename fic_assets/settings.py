@@ -36,6 +36,9 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "FIC_PARAMS_FILE": (str(REPO_ROOT / "params.yaml"), "training parameters (the file dvc.yaml's stages read too)"),
     "FIC_MODELS_DIR": (str(REPO_ROOT / "models"), "trained models (models/<version>/) and the production pointer models/production.json"),
     "FIC_RELABEL_MIN_LABELS": ("50", "new human labels since the last labelling round that start the next one"),
+    "FIC_INFERENCE_THREADS": ("0", "OpenVINO threads for predictions, 0 = every core"),
+    "FIC_INFERENCE_PRECISION": ("f32", "OpenVINO inference precision for predictions: f32, or bf16 (faster on CPUs with AMX)"),
+    "FIC_REPORTS_DIR": (str(REPO_ROOT / "reports"), "where `brand_report` writes the static HTML report and its plots"),
     # The training image set (fic_assets/imageset/) and its DVC remote. S3 defaults are the compose stack's MinIO.
     "FIC_IMAGE_CACHE_DIR": ("", "downloaded image bytes keyed by URL (default: $FIC_DATA_DIR/cache/images)"),
     "FIC_IMAGE_SET_DIR": (str(REPO_ROOT / "datasets" / "images"), "the labelled image set (worn/, not_worn/); DVC pointer <dir>.dvc beside it"),

@@ -67,6 +67,17 @@ SCHEMA: tuple[str, ...] = (
         dropped INTEGER,
         stats JSON
     )""",
+    # --- predictions (the production model, per brand) ---
+    """CREATE TABLE IF NOT EXISTS predictions (
+        image_url TEXT PRIMARY KEY,     -- the latest prediction of an image; images.flag_model mirrors it
+        item_id TEXT NOT NULL,
+        brand_slug TEXT NOT NULL,       -- the brand partition that predicted it
+        label TEXT NOT NULL,            -- worn / not_worn, or error when the image could not be scored
+        score DOUBLE,                   -- P(worn); NULL for an error
+        error TEXT,                     -- why there is no score ("download: HTTP 404", "truncated: ...")
+        model_version TEXT NOT NULL,
+        predicted_at TIMESTAMPTZ NOT NULL
+    )""",
     # --- labelling (Label Studio) ---
     """CREATE TABLE IF NOT EXISTS label_tasks (
         image_url TEXT PRIMARY KEY,     -- one Label Studio task per image, ever
@@ -365,6 +376,6 @@ def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     row = con.execute(
         """SELECT (SELECT count(*) FROM brands), (SELECT count(*) FROM pieces), (SELECT count(*) FROM price_history),
                   (SELECT count(*) FROM images), (SELECT count(*) FROM crawl_log), (SELECT count(*) FROM label_tasks),
-                  (SELECT count(*) FROM labels)"""
+                  (SELECT count(*) FROM labels), (SELECT count(*) FROM predictions)"""
     ).fetchone()
-    return dict(zip(("brands", "pieces", "price_history", "images", "crawl_log", "label_tasks", "labels"), row))
+    return dict(zip(("brands", "pieces", "price_history", "images", "crawl_log", "label_tasks", "labels", "predictions"), row))

@@ -54,6 +54,16 @@ def _decode(path: Path, size: int) -> Image.Image | str:
         return describe(error)
 
 
+def model_card(model_dir: str | Path) -> dict:
+    """The card of a trained model dir; ModelNotFoundError (saying how to train one) when the dir holds none."""
+    model_dir = Path(model_dir)
+    if not (model_dir / MODEL_FILE).is_file() or not (model_dir / CARD_FILE).is_file():
+        raise ModelNotFoundError(
+            f"no trained model in {model_dir} (needs {MODEL_FILE} and {CARD_FILE}); "
+            f"train one with: fic train --data IMAGES_DIR --out {model_dir}")
+    return read_card(model_dir)
+
+
 @dataclass
 class Predictor:
     model: torch.nn.Module
@@ -63,13 +73,9 @@ class Predictor:
     @classmethod
     def load(cls, model_dir: str | Path, threads: int | None = None) -> Predictor:
         model_dir = Path(model_dir)
-        if not (model_dir / MODEL_FILE).is_file() or not (model_dir / CARD_FILE).is_file():
-            raise ModelNotFoundError(
-                f"no trained model in {model_dir} (needs {MODEL_FILE} and {CARD_FILE}); "
-                f"train one with: fic train --data IMAGES_DIR --out {model_dir}")
+        card = model_card(model_dir)
         if threads:
             torch.set_num_threads(threads)
-        card = read_card(model_dir)
         model = build_model(card["arch"], num_classes=len(card["classes"]), pretrained=False)
         model.load_state_dict(torch.load(model_dir / MODEL_FILE, map_location="cpu", weights_only=True))
         model = model.eval().to(memory_format=torch.channels_last)
