@@ -10,7 +10,10 @@ shows up in `dagster dev` afterwards:
   3. model: `relabel_sensor` ticks twice as the daemon would: enough new labels -> `retrain_job` (image set
      versioned with DVC and pushed to S3 -> model -> `model_quality` -> promotion), then the next labelling
      round, pre-annotated and ordered by the new production model. Without a reachable S3 the demo starts
-     moto_server locally as a stand-in for the compose stack's MinIO.
+     moto_server locally as a stand-in for the compose stack's MinIO;
+  4. predictions: `prediction_sensor` ticks twice: every brand is stale for the new production model -> one
+     `predict_job` run over all brands (DuckDB `predictions`, `images.flag_model`), then `report_job` writes
+     the static brand report (reports/index.html).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import os
 import sys
 import urllib.request
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -89,6 +93,8 @@ def tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str) -
         return 0
     if isinstance(result, dg.RunRequest):
         requests = [result]
+    elif isinstance(result, list):
+        requests = result
     else:
         for request in result.dynamic_partitions_requests or ():
             instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
@@ -133,6 +139,14 @@ def retrain_and_relabel(defs: dg.Definitions, instance: dg.DagsterInstance) -> N
     if production:
         say(f"production model {production['version']}: " + ", ".join(f"{k}={v:.3f}" for k, v in production["metrics"].items()))
 
+def predict_and_report(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+    tick(defs, instance, "prediction_sensor")  # -> predict_job over the brands the production model has not seen
+    tick(defs, instance, "prediction_sensor")  # -> report_job
+    with storage.connect(settings.get("FIC_DUCKDB"), read_only=True) as con:
+        by_label = dict(con.execute("SELECT label, count(*) FROM predictions GROUP BY label ORDER BY label").fetchall())
+    say(f"predictions: {by_label}; brand report: {Path(settings.get('FIC_REPORTS_DIR')) / 'index.html'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fic demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-pages", type=int, default=None, help="listing pages per brand (default: FIC_MAX_PAGES, 0 = all)")
@@ -159,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.crawl_only:
             label(defs, instance, args.error_rate)
             retrain_and_relabel(defs, instance)
+            predict_and_report(defs, instance)
 
     with storage.connect(settings.get("FIC_DUCKDB"), read_only=True) as con:
         counts = storage.table_counts(con)

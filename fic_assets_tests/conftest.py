@@ -27,6 +27,8 @@ def platform_env(root, shop_url: str, **settings: str) -> dict[str, str]:
         "FIC_DUCKDB": str(root / "data" / "fic.duckdb"),
         "FIC_SHOP_URL": shop_url,
         "FIC_MAX_PAGES": "1",  # the first listing page of each brand keeps subprocess tests quick
+        "FIC_MODELS_DIR": str(root / "models"),  # never the repo's models/ or reports/
+        "FIC_REPORTS_DIR": str(root / "reports"),
         **settings,
     }
 
@@ -144,3 +146,20 @@ def s3():
         yield S3Server(endpoint_url, "fic-test-images", access_key_id, secret_access_key, process)
     finally:
         stop_group(process.pid)
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory):
+    """A small real model dir (80 demo images, 128 px, 4 epochs, ~20 s), trained once per session.
+
+    For tests of what surrounds the model (predictions, sensors, the UI); test_ml.py tests training itself.
+    """
+    from fic_assets.ml import data as ml_data
+    from fic_assets.ml.sample import write_demo_image_set
+    from fic_assets.ml.train import train
+
+    root = tmp_path_factory.mktemp("trained-model")
+    write_demo_image_set(root / "images", 80, seed=3, width=240)
+    split = ml_data.write_split(ml_data.make_split(root / "images", val_fraction=0.2, test_fraction=0.2, seed=1), root / "split.json")
+    train(split, root / "images", {"input_size": 128, "epochs": 4, "freeze_epochs": 1, "batch_size": 8, "patience": 3}, root / "model")
+    return root / "model"

@@ -111,8 +111,20 @@ def test_demo_runs_the_whole_loop(tmp_path, demo_shop_url, label_studio, s3):
     assert tasks == (400, 400)  # round 1, then round 2 from relabel_sensor (200 new labels >= 50)
     with dg.DagsterInstance.from_config(home) as instance:
         jobs = sorted(run.job_name for run in instance.get_runs())
-    assert jobs == ["crawl_job", "discover_brands_job", "human_labels_job", "labelling_round_job", "labelling_round_job", "retrain_job"]
+    assert jobs == ["crawl_job", "discover_brands_job", "human_labels_job", "labelling_round_job", "labelling_round_job",
+                    "predict_job", "report_job", "retrain_job"]
     production = json.loads((tmp_path / "models" / "production.json").read_text())
     with storage.connect(env["FIC_DUCKDB"], read_only=True) as con:
         hinted = con.execute("SELECT count(*) FROM label_tasks WHERE pre_model_version = ?", [production["version"]]).fetchone()[0]
     assert hinted > 150  # round 2 was pre-annotated by the promoted model (broken images keep the packshot hint)
+
+    # Step 4: every image predicted by the production model, flags mirrored, and the report written.
+    with storage.connect(env["FIC_DUCKDB"], read_only=True) as con:
+        predicted = con.execute(
+            """SELECT count(*), count(*) FILTER (WHERE r.model_version = ?),
+                      count(*) FILTER (WHERE i.flag_model = CASE r.label WHEN 'worn' THEN 1 WHEN 'not_worn' THEN 0 ELSE -1 END)
+               FROM images i JOIN predictions r USING (image_url)""", [production["version"]]).fetchone()
+        images = con.execute("SELECT count(*) FROM images").fetchone()[0]
+    assert predicted == (images, images, images)
+    report = (tmp_path / "reports" / "index.html").read_text(encoding="utf-8")
+    assert "Levi&#39;s" in report and "Björn Borg" in report

@@ -1,6 +1,8 @@
 """`dagster dev` for real (webserver + daemon, temp DAGSTER_HOME): the daemon's brand_sensor turns a `brands`
 materialization into partitions and a first crawl, the UI's GraphQL API lists the platform's assets, and an
-"all brands" backfill launched the way the UI launches it runs as one crawl run without DuckDB lock errors."""
+"all brands" backfill launched the way the UI launches it runs as one crawl run without DuckDB lock errors.
+Then a model is promoted: the daemon's prediction_sensor predicts every brand in one run, and an "all brands"
+backfill of `brand_predictions` from the UI is again one clean run that finds nothing left to predict."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fic_assets import storage
+from fic_assets import model_registry, storage
 from fic_assets_tests.conftest import free_port, platform_env
 
 BIN = Path(sys.executable).parent
@@ -103,7 +105,35 @@ def first_crawl_run(env: dict):
     return None
 
 
-def test_sensor_first_crawl_then_ui_backfill_of_all_brands_is_one_clean_run(dagster_dev):
+def launch_all_brands_backfill(url: str, assets: list[str]) -> str:
+    launched = graphql(
+        url, LAUNCH_BACKFILL, {"params": {"assetSelection": [{"path": [key]} for key in assets], "allPartitions": True}}
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    return launched["backfillId"]
+
+
+def wait_for_backfill(url: str, backfill_id: str, env: dict, seconds: float = 240):
+    """The backfill's runs once it finished successfully."""
+
+    def finished():
+        status = graphql(url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]["status"]
+        return status if status in ("COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED", "COMPLETED") else None
+
+    assert wait_for(finished, seconds, "the backfill to finish", interval=2) in ("COMPLETED_SUCCESS", "COMPLETED")
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        return instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+
+
+def finished_run(env: dict, tags: dict):
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags=tags))
+        if runs and runs[0].status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE):
+            return runs[0]
+    return None
+
+
+def test_sensor_first_crawl_then_ui_backfill_of_all_brands_is_one_clean_run(dagster_dev, trained_model):
     url, env = dagster_dev
     run, partitions = wait_for(lambda: first_crawl_run(env), 180, "brand_sensor's first crawl run", interval=2)
     assert run.status == dg.DagsterRunStatus.SUCCESS
@@ -116,22 +146,7 @@ def test_sensor_first_crawl_then_ui_backfill_of_all_brands_is_one_clean_run(dags
     with storage.connect(Path(env["FIC_DATA_DIR"]) / "fic.duckdb", read_only=True) as con:
         before = storage.table_counts(con)
 
-    launched = graphql(
-        url,
-        LAUNCH_BACKFILL,
-        {"params": {"assetSelection": [{"path": ["pieces"]}, {"path": ["image_urls"]}], "allPartitions": True}},
-    )["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
-
-    def finished():
-        status = graphql(url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]["status"]
-        return status if status in ("COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED", "COMPLETED") else None
-
-    assert wait_for(finished, 240, "the backfill to finish", interval=2) in ("COMPLETED_SUCCESS", "COMPLETED")
-
-    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    runs = wait_for_backfill(url, launch_all_brands_backfill(url, ["pieces", "image_urls"]), env)
     assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS  # single-run backfill policy
     assert (runs[0].tags["dagster/asset_partition_range_start"], runs[0].tags["dagster/asset_partition_range_end"]) == (partitions[0], partitions[-1])
 
@@ -139,3 +154,23 @@ def test_sensor_first_crawl_then_ui_backfill_of_all_brands_is_one_clean_run(dags
         after = storage.table_counts(con)
     assert after["crawl_log"] == before["crawl_log"] + 1
     assert {k: after[k] for k in ("brands", "pieces", "images")} == {k: before[k] for k in ("brands", "pieces", "images")}
+
+    # A retrain promotes a model (here: the pointer plus the asset event a `production_model` run records).
+    version = json.loads((trained_model / "card.json").read_text())["version"]
+    model_registry.promote(trained_model, version, {"f1": 1.0}, root=Path(env["FIC_MODELS_DIR"]))
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="production_model"))
+    predicted = wait_for(lambda: finished_run(env, {"fic/trigger": "stale_predictions"}), 240, "prediction_sensor's predict run", interval=2)
+    assert predicted.status == dg.DagsterRunStatus.SUCCESS and predicted.job_name == "predict_job"
+    assert (predicted.tags["dagster/asset_partition_range_start"], predicted.tags["dagster/asset_partition_range_end"]) == (partitions[0], partitions[-1])
+    with storage.connect(Path(env["FIC_DATA_DIR"]) / "fic.duckdb", read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT image_url), min(model_version) FROM predictions").fetchone() == (after["images"], after["images"], version)
+
+    runs = wait_for_backfill(url, launch_all_brands_backfill(url, ["brand_predictions"]), env)
+    assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("brand_predictions"))
+    metadata = event.asset_materialization.metadata
+    assert metadata["brands"].value == len(partitions)
+    assert metadata["unchanged"].value + metadata["predicted"].value == after["images"]
+    assert metadata["predicted"].value == metadata["errors"].value  # only the failed images were tried again

@@ -1,3 +1,5 @@
+from collections.abc import Sequence
+
 import dagster as dg
 
 # Keyed by brand slug ([a-z0-9-]: no "/", ",", quotes or "..." that Dagster's partition syntax reserves);
@@ -6,3 +8,14 @@ brand_partitions = dg.DynamicPartitionsDefinition(name="brands")
 
 # Every asset that writes DuckDB runs in this pool: DuckDB allows a single writer process at a time.
 DUCKDB_POOL = "duckdb"
+
+
+def partition_range_request(slugs: Sequence[str], run_key: str | None = None, tags: dict | None = None,
+                            job_name: str | None = None) -> dg.RunRequest:
+    """One run over consecutive brand partitions (the brand-partitioned assets use a single-run backfill policy).
+
+    One run per brand would start one Scrapy process and one DuckDB writer per brand; one run keeps the
+    crawl polite and the writes serial.
+    """
+    range_tags = {"dagster/asset_partition_range_start": slugs[0], "dagster/asset_partition_range_end": slugs[-1]}
+    return dg.RunRequest(run_key=run_key, job_name=job_name, tags={**(tags or {}), **range_tags})

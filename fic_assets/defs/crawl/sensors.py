@@ -6,18 +6,8 @@ import dagster as dg
 
 from fic_assets import storage
 from fic_assets.defs.crawl.jobs import crawl_job, discover_brands_job
-from fic_assets.defs.crawl.partitions import brand_partitions
+from fic_assets.defs.crawl.partitions import brand_partitions, partition_range_request
 from fic_assets.resources import DuckDBResource
-
-
-def partition_range_request(slugs: Sequence[str], run_key: str | None = None, tags: dict | None = None) -> dg.RunRequest:
-    """One run over consecutive brand partitions (the crawl assets use a single-run backfill policy).
-
-    One run per brand would start one Scrapy process and one DuckDB writer per brand; one run keeps the
-    crawl polite and the writes serial.
-    """
-    range_tags = {"dagster/asset_partition_range_start": slugs[0], "dagster/asset_partition_range_end": slugs[-1]}
-    return dg.RunRequest(run_key=run_key, tags={**(tags or {}), **range_tags})
 
 
 def new_brand_requests(known_partitions: Sequence[str], stored_slugs: Sequence[str]) -> tuple[list[str], dg.RunRequest | None]:

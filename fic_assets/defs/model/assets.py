@@ -1,6 +1,5 @@
 """The model domain: the DVC-versioned image set in S3, the trained model, its quality gate and promotion."""
 
-import base64
 import shutil
 from pathlib import Path
 
@@ -8,6 +7,7 @@ import dagster as dg
 
 from fic_assets import model_registry, settings
 from fic_assets.defs.crawl.partitions import DUCKDB_POOL
+from fic_assets.defs.metadata import png_markdown
 from fic_assets.imageset.build import build_image_set, store_rejects
 from fic_assets.imageset.cache import ImageCache
 from fic_assets.ml import data as ml_data
@@ -56,12 +56,6 @@ def image_set(context: dg.AssetExecutionContext, duckdb: DuckDBResource, image_s
 
 class ModelConfig(dg.Config):
     params_file: str = ""  # default FIC_PARAMS_FILE: the same params.yaml `dvc repro` reads
-
-
-def png_markdown(path: Path, title: str) -> str:
-    """An image inline in Dagster's metadata panel (markdown with a data URI)."""
-    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f"**{title}**\n\n![{title}](data:image/png;base64,{encoded})"
 
 
 @dg.asset(
