@@ -31,8 +31,11 @@ class DuckDBResource(dg.ConfigurableResource):
     lock_wait_seconds: float = 120.0
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with storage.connect(self.path, read_only=read_only, wait_seconds=self.lock_wait_seconds) as con:
+    def connect(self, read_only: bool = False, wait_seconds: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """wait_seconds: how long to wait for another process's lock (default lock_wait_seconds). Sensors pass a
+        short wait: a tick must not block the daemon while a run writes; it skips and tries again next tick."""
+        wait = self.lock_wait_seconds if wait_seconds is None else wait_seconds
+        with storage.connect(self.path, read_only=read_only, wait_seconds=wait) as con:
             yield con
 
 

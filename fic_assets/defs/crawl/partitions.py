@@ -9,6 +9,10 @@ brand_partitions = dg.DynamicPartitionsDefinition(name="brands")
 # Every asset that writes DuckDB runs in this pool: DuckDB allows a single writer process at a time.
 DUCKDB_POOL = "duckdb"
 
+# A sensor that reads DuckDB while a run writes it waits this long, then skips the tick (the next one retries):
+# the daemon's sensor loop must not stall for the resource's two-minute wait.
+SENSOR_LOCK_WAIT_SECONDS = 2.0
+
 
 def partition_range_request(slugs: Sequence[str], run_key: str | None = None, tags: dict | None = None,
                             job_name: str | None = None) -> dg.RunRequest:

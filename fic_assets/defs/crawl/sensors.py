@@ -6,7 +6,7 @@ import dagster as dg
 
 from fic_assets import storage
 from fic_assets.defs.crawl.jobs import crawl_job, discover_brands_job
-from fic_assets.defs.crawl.partitions import brand_partitions, partition_range_request
+from fic_assets.defs.crawl.partitions import SENSOR_LOCK_WAIT_SECONDS, brand_partitions, partition_range_request
 from fic_assets.resources import DuckDBResource
 
 
@@ -37,7 +37,7 @@ def brand_sensor(context: dg.SensorEvaluationContext, duckdb: DuckDBResource) ->
     if context.cursor == str(latest.storage_id):
         return dg.SkipReason("no new `brands` materialization")
     try:
-        with duckdb.connect(read_only=True) as con:
+        with duckdb.connect(read_only=True, wait_seconds=SENSOR_LOCK_WAIT_SECONDS) as con:
             stored = storage.brand_slugs(con)
     except storage.DuckDBBusyError as error:
         return dg.SkipReason(f"DuckDB busy, will retry next tick: {error}")

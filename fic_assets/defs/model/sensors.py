@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from fic_assets import settings, storage
+from fic_assets.defs.crawl.partitions import SENSOR_LOCK_WAIT_SECONDS
 from fic_assets.defs.labelling.jobs import labelling_round_job
 from fic_assets.defs.model.jobs import retrain_job
 from fic_assets.labelling.labels import labels_since
@@ -43,7 +44,7 @@ def relabel_sensor(context: dg.SensorEvaluationContext, duckdb: DuckDBResource):
     last_round = records[0]
     since = datetime.fromtimestamp(last_round.timestamp, tz=timezone.utc)
     try:
-        with duckdb.connect(read_only=True) as con:
+        with duckdb.connect(read_only=True, wait_seconds=SENSOR_LOCK_WAIT_SECONDS) as con:
             new_labels = labels_since(con, since)
     except storage.DuckDBBusyError as error:
         return dg.SkipReason(f"DuckDB busy, will retry next tick: {error}")
