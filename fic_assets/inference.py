@@ -67,7 +67,10 @@ def load_pixels(url: str, size: int, cache: ImageCache, session: requests.Sessio
     """The image's pixels, or the reason there are none. Never raises for a bad image or a failed download."""
     data = cache.get(url)
     if data is None:
-        fetched = fetch_one(session, url, options.retries, options.timeout, options.backoff)
+        try:
+            fetched = fetch_one(session, url, options.retries, options.timeout, options.backoff)
+        except Exception as error:  # noqa: BLE001  fetch_one turns known failures into errors; an unknown one still must not stop a brand
+            return f"download: {type(error).__name__}: {str(error)[:200]}"
         if fetched.data is None:
             return f"download: {fetched.error}"
         cache.put(url, fetched.data)  # whatever came back: judging it is the decoder's job, as for the image set

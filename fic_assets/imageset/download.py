@@ -70,8 +70,13 @@ def _get_once(session: requests.Session, url: str, timeout: float) -> bytes:
         response = session.get(url, timeout=timeout)
     except requests.Timeout as error:
         raise _RetryableError(f"timed out after {timeout:g} s") from error
-    except requests.ConnectionError as error:  # also a body cut short of its Content-Length
+    except requests.ConnectionError as error:
         raise _RetryableError(describe_connection_error(error)) from error
+    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as error:
+        # A body cut short of its Content-Length (the connection broke mid-transfer) or garbled in transit.
+        raise _RetryableError(f"connection broken mid-transfer: {str(error)[:200]}") from error
+    except requests.RequestException as error:  # an invalid URL, too many redirects...: asking again won't help
+        raise ValueError(f"request failed: {type(error).__name__}: {str(error)[:200]}") from error
     status = response.status_code
     if status == 429 or status >= 500:
         raise _RetryableError(f"HTTP {status}", _retry_after(response))
