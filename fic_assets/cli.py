@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "parse-page": ("fic_crawler.parse_page", "parse saved product pages, print one JSON object each"),
     "train": ("fic_assets.ml.cli_train", "train the worn/not_worn model on an image folder, print test metrics"),
     "predict": ("fic_assets.ml.cli_predict", "classify image files or folders with a trained model (CSV)"),
+    "release-dead-runs": ("fic_assets.dead_runs", "mark runs whose process was killed as failed and free their DuckDB pool slot"),
 }
 
 

@@ -6,6 +6,7 @@ from fic_assets import settings
 from fic_assets.defs.crawl import definitions as crawl
 from fic_assets.defs.labelling import definitions as labelling
 from fic_assets.defs.model import definitions as model
+from fic_assets.defs.operations import definitions as operations
 from fic_assets.defs.predictions import definitions as predictions
 from fic_assets.labelling.client import LabelStudioResource
 from fic_assets.resources import CrawlerResource, DuckDBResource, ImageSetStore
@@ -35,4 +36,4 @@ resources = {
 }
 
 # Domain modules are imported as modules: a second Definitions object at module level would confuse loaders.
-defs = dg.Definitions.merge(crawl.defs, labelling.defs, model.defs, predictions.defs, dg.Definitions(resources=resources))
+defs = dg.Definitions.merge(crawl.defs, labelling.defs, model.defs, predictions.defs, operations.defs, dg.Definitions(resources=resources))

@@ -169,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
 
     with dg.DagsterInstance.get() as instance:
         say(f"shop {shop_url}; Dagster instance {home}")
+        from fic_assets.dead_runs import release_dead_runs
+
+        for run_id in release_dead_runs(instance):  # an earlier demo killed hard would hold the duckdb pool slot
+            say(f"released run {run_id}: its process was gone")
         crawl(defs, instance)
         if not args.crawl_only:
             label(defs, instance, args.error_rate)

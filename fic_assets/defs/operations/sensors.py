@@ -1,0 +1,20 @@
+"""dead_run_sensor: runs killed hard (no chance to tell Dagster) are marked failed and give their pool slot back."""
+
+import dagster as dg
+
+from fic_assets.dead_runs import release_dead_runs
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Marks runs whose processes are gone (SIGKILL, OOM, a restart) as failed and frees their `duckdb` pool slot, "
+        "so later DuckDB writers do not wait for it for ever. Evaluated by the code location, where runs run."
+    ),
+)
+def dead_run_sensor(context: dg.SensorEvaluationContext):
+    released = release_dead_runs(context.instance)
+    if released:
+        context.log.warning(f"released {len(released)} dead run(s): {released}")
+    return dg.SkipReason(f"released {len(released)} dead run(s)" if released else "no dead runs")

@@ -1,0 +1,75 @@
+"""dead_run_sensor / `fic release-dead-runs`: a run whose processes are gone gives its `duckdb` pool slot back.
+
+A real Dagster instance (temp dir, the platform's dagster.yaml with the pool limit) and real processes: a child
+that has exited stands for a killed run worker, this test's own process for a live one. The end-to-end case
+(a CLI crawl SIGKILLed, then the same materialization again) is in test_reliability.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+
+import dagster as dg
+import pytest
+from dagster._core.events import EngineEventData  # no public constructor for the event a run worker logs
+
+from fic_assets.dead_runs import release_dead_runs
+from fic_assets.defs.operations.sensors import dead_run_sensor
+from fic_assets.instance import TEMPLATE
+
+POOL = "duckdb"
+
+
+@pytest.fixture
+def instance(tmp_path):
+    shutil.copyfile(TEMPLATE, tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        instance.event_log_storage.initialize_concurrency_limit_to_default(POOL)  # what a run's first step does
+        yield instance
+
+
+def exited_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def started_run(instance, pids: list[int]) -> dg.DagsterRun:
+    """A run in STARTED holding a `duckdb` pool slot, with the engine events a run worker logs for its processes."""
+    run = instance.add_run(dg.DagsterRun(job_name="crawl_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED))
+    for pid in pids:
+        instance.report_engine_event(f"Executing steps in process (pid: {pid})", run,
+                                     EngineEventData(metadata={"pid": dg.MetadataValue.text(str(pid))}))
+    claim = instance.event_log_storage.claim_concurrency_slot(POOL, run.run_id, "brand_catalogue")
+    assert claim.is_claimed
+    return run
+
+
+def active_slots(instance) -> int:
+    return instance.event_log_storage.get_concurrency_info(POOL).active_slot_count
+
+
+def test_killed_run_is_marked_failed_and_frees_its_pool_slot(instance):
+    """Bad input: a run whose worker and step processes were SIGKILLed (both recorded pids are gone)."""
+    dead = started_run(instance, [exited_pid(), exited_pid()])
+    assert active_slots(instance) == 1
+    result = dead_run_sensor(dg.build_sensor_context(instance=instance))
+    assert isinstance(result, dg.SkipReason) and "released 1" in result.skip_message
+    assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert active_slots(instance) == 0
+    failure = instance.all_logs(dead.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0]
+    assert "are gone" in failure.message
+    assert release_dead_runs(instance) == []  # once only
+
+
+def test_live_runs_and_runs_without_a_recorded_process_are_left_alone(instance):
+    """Bad input: a run with one live process among dead ones, and a run that has not recorded a process yet."""
+    alive = started_run(instance, [exited_pid(), os.getpid()])
+    starting = instance.add_run(dg.DagsterRun(job_name="crawl_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTING))
+    assert release_dead_runs(instance) == []
+    assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED
+    assert instance.get_run_by_id(starting.run_id).status == dg.DagsterRunStatus.STARTING
+    assert active_slots(instance) == 1
