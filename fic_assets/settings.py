@@ -36,6 +36,7 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "FIC_PARAMS_FILE": (str(REPO_ROOT / "params.yaml"), "training parameters (the file dvc.yaml's stages read too)"),
     "FIC_MODELS_DIR": (str(REPO_ROOT / "models"), "trained models (models/<version>/) and the production pointer models/production.json"),
     "FIC_RELABEL_MIN_LABELS": ("50", "new human labels since the last labelling round that start the next one"),
+    "FIC_SENSOR_INTERVAL_SECONDS": ("", "if set, every sensor's minimum interval between ticks (default: each sensor's own, 30-60 s)"),
     "FIC_INFERENCE_THREADS": ("0", "OpenVINO threads for predictions, 0 = every core"),
     "FIC_INFERENCE_PRECISION": ("f32", "OpenVINO inference precision for predictions: f32, or bf16 (faster on CPUs with AMX)"),
     "FIC_REPORTS_DIR": (str(REPO_ROOT / "reports"), "where `brand_report` writes the static HTML report and its plots"),
@@ -70,3 +71,9 @@ def apply_defaults() -> None:
     """
     for name in DEFAULTS:
         os.environ.setdefault(name, get(name))
+
+
+def sensor_interval(default: int) -> int:
+    """A sensor's minimum interval: FIC_SENSOR_INTERVAL_SECONDS when set (tests tick fast), else its own default."""
+    value = os.environ.get("FIC_SENSOR_INTERVAL_SECONDS", "")
+    return int(value) if value else default

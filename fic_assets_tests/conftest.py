@@ -29,8 +29,29 @@ def platform_env(root, shop_url: str, **settings: str) -> dict[str, str]:
         "FIC_MAX_PAGES": "1",  # the first listing page of each brand keeps subprocess tests quick
         "FIC_MODELS_DIR": str(root / "models"),  # never the repo's models/ or reports/
         "FIC_REPORTS_DIR": str(root / "reports"),
+        "FIC_SENSOR_INTERVAL_SECONDS": "5",  # a daemon started by a test ticks every 5 s, not every minute
         **settings,
     }
+
+
+def stop_process_group(process, grace: float = 10.0) -> None:
+    """Stop a server the test started with start_new_session=True: SIGTERM its group, then SIGKILL what is left.
+
+    `dagster dev` and the daemon leave children (code servers, run workers) that outlive a polite stop.
+    """
+    import signal
+    import subprocess
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def require(condition: bool, what: str) -> None:

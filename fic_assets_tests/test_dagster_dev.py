@@ -7,8 +7,6 @@ backfill of `brand_predictions` from the UI is again one clean run that finds no
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +17,7 @@ import dagster as dg
 import pytest
 
 from fic_assets import model_registry, storage
-from fic_assets_tests.conftest import free_port, platform_env
+from fic_assets_tests.conftest import free_port, platform_env, stop_process_group
 
 BIN = Path(sys.executable).parent
 
@@ -73,12 +71,7 @@ def dagster_dev(tmp_path, demo_shop_url):
         assert server.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
         yield url, env
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_group(server)
         log.close()
 
 

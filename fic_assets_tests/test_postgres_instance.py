@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from fic_assets import storage
-from fic_assets_tests.conftest import free_port, platform_env, require
+from fic_assets_tests.conftest import free_port, platform_env, require, stop_process_group
 from fic_assets_tests.postgres import PostgresServer, running_postgres
 
 BIN = Path(sys.executable).parent
@@ -135,12 +133,7 @@ def test_daemon_on_postgres_ticks_brand_sensor_and_works_the_run_queue(tmp_path,
                  daemon, log_path)
         heartbeats = {row[0] for row in rows(postgres, "SELECT daemon_type FROM daemon_heartbeats")}
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+        stop_process_group(daemon)
         log.close()
 
     # Runs: both queued runs succeeded (Postgres `runs`, written by the run workers the daemon launched).

@@ -347,7 +347,8 @@ def test_crawler_killed_mid_crawl_fails_the_run_and_the_rerun_stores_each_produc
         crawl = threading.Thread(target=lambda: outcome.update(result=defs.resolve_job_def("crawl_job").execute_in_process(
             instance=instance, tags=tags, raise_on_error=False)))
         crawl.start()
-        wait_for(lambda: feed_lines(data_dir) >= 3, 120, "the first crawled items in the feed")
+        # Scrapy buffers its feed: count product pages served instead, so the kill lands early in the crawl.
+        wait_for(lambda: proxy.count("product") >= 6, 120, "the first product pages to be crawled")
         killed = my_children(str(data_dir / "crawls"))
         assert len(killed) == 1, killed
         served = proxy.count("product")
@@ -415,7 +416,7 @@ def test_crawl_run_killed_hard_then_the_same_materialization_completes(slow_shop
 
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_for(lambda: feed_lines(data_dir) >= 3 or first.poll() is not None, 180, "the first crawled items in the feed")
+        wait_for(lambda: proxy.count("product") >= 6 or first.poll() is not None, 180, "the first product pages to be crawled")
     finally:
         try:
             os.killpg(first.pid, signal.SIGKILL)  # the group this test started: CLI, step process, Scrapy

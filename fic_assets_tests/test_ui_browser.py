@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ import pytest
 from PIL import Image
 
 from fic_assets import storage
-from fic_assets_tests.conftest import free_port, platform_env, require
+from fic_assets_tests.conftest import free_port, platform_env, require, stop_process_group
 from fic_assets_tests.test_dagster_dev import server_up, wait_for
 
 BIN = Path(sys.executable).parent
@@ -55,16 +54,7 @@ def dagster_dev(env: dict, cwd: Path):
             assert server.poll() is None, log_path.read_text(errors="replace")[-3000:]
             yield url
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            try:  # whatever is left of the group: the webserver, daemon, code servers, a run in progress
-                os.killpg(server.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            server.wait()
+            stop_process_group(server)  # the webserver, daemon, code servers, a run in progress
 
 
 def log_tail(cwd: Path, chars: int = 3000) -> str:

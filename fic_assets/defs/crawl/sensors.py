@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from fic_assets import storage
+from fic_assets import settings, storage
 from fic_assets.defs.crawl.jobs import crawl_job, discover_brands_job
 from fic_assets.defs.crawl.partitions import SENSOR_LOCK_WAIT_SECONDS, brand_partitions, partition_range_request
 from fic_assets.resources import DuckDBResource
@@ -24,7 +24,7 @@ def new_brand_requests(known_partitions: Sequence[str], stored_slugs: Sequence[s
 
 @dg.sensor(
     job=crawl_job,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=settings.sensor_interval(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Adds brands found by the `brands` asset as partitions and requests their first crawl.",
 )

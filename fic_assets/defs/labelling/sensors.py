@@ -4,13 +4,14 @@ from datetime import datetime
 
 import dagster as dg
 
+from fic_assets import settings
 from fic_assets.defs.labelling.jobs import human_labels_job
 from fic_assets.labelling.client import LabelStudioResource
 
 
 @dg.sensor(
     job=human_labels_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=settings.sensor_interval(30),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Polls Label Studio for tasks whose annotations changed since the cursor; requests a human_labels run.",
 )

@@ -33,7 +33,7 @@ def round_step(new_labels: int, threshold: int, round_id: str, retrain_status: d
 
 @dg.sensor(
     jobs=[retrain_job, labelling_round_job],
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=settings.sensor_interval(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Once FIC_RELABEL_MIN_LABELS new human labels exist since the last round: retrain, then start the next labelling round.",
 )

@@ -2,11 +2,12 @@
 
 import dagster as dg
 
+from fic_assets import settings
 from fic_assets.dead_runs import release_dead_runs
 
 
 @dg.sensor(
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=settings.sensor_interval(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Marks runs whose processes are gone (SIGKILL, OOM, a restart) as failed and frees their `duckdb` pool slot, "

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
+from fic_assets import settings
 from fic_assets.defs.crawl.partitions import brand_partitions, partition_range_request
 from fic_assets.defs.predictions.jobs import predict_job, report_job
 
@@ -69,7 +70,7 @@ def latest_by_partition(instance: dg.DagsterInstance, key: str) -> Mapping[str, 
 
 @dg.sensor(
     jobs=[predict_job, report_job],
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=settings.sensor_interval(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Re-predicts the brands whose predictions are older than the production model or their latest crawl (one run "
