@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from fic_assets import settings
-from fic_assets_tests.conftest import free_port, require
+from fic_assets_tests.conftest import free_port, require, stop_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -790,7 +790,6 @@ def test_image_command_serves_the_code_location(layout):
     from dagster._serdes import deserialize_value
     from dagster._utils.error import SerializableErrorInfo
 
-    from fic_assets.demo_shop.server import stop_group
 
     root, app, env = layout
     port = free_port()
@@ -818,7 +817,7 @@ def test_image_command_serves_the_code_location(layout):
         health = subprocess.run(services_healthcheck(port), env=env, capture_output=True, text=True, timeout=60)
         assert health.returncode == 0, health.stdout + health.stderr
     finally:
-        stop_group(server.pid)
+        stop_process_group(server)  # the code server's own gRPC child outlives a SIGTERM to the group leader
 
 
 def services_healthcheck(port: int) -> list[str]:
