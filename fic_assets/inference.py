@@ -10,6 +10,7 @@ Every URL yields exactly one ImageScore: a score, or an error that says why (dow
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,7 +23,7 @@ import requests
 from PIL import Image
 
 from fic_assets.imageset.cache import ImageCache
-from fic_assets.imageset.download import fetch_one, make_session
+from fic_assets.imageset.download import DownloadPolicy, fetch_one, make_session
 from fic_assets.imaging import BadImageError, decode_rgb
 from fic_assets.ml.predict import ERROR_LABEL
 from fic_assets.ml.runtime import OpenVinoScorer
@@ -39,11 +40,12 @@ class ImageScore(NamedTuple):
 
 
 @dataclass(frozen=True)
-class FetchOptions:
+class FetchOptions(DownloadPolicy):
+    """The download policy (deadline, byte cap, per-host pacing from the settings) plus the worker threads."""
+
     workers: int = 8  # threads downloading and decoding; most of their time is spent waiting
     retries: int = 2
     timeout: float = 15.0
-    backoff: float = 0.5
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], pool: ThreadPoolExecutor, window: int) -> Iterator[R]:
@@ -63,12 +65,13 @@ def pixels_for(data: bytes, size: int) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
-def load_pixels(url: str, size: int, cache: ImageCache, session: requests.Session, options: FetchOptions) -> np.ndarray | str:
+def load_pixels(url: str, size: int, cache: ImageCache, session: requests.Session, options: FetchOptions,
+                cancel: threading.Event | None = None) -> np.ndarray | str:
     """The image's pixels, or the reason there are none. Never raises for a bad image or a failed download."""
     data = cache.get(url)
     if data is None:
         try:
-            fetched = fetch_one(session, url, options.retries, options.timeout, options.backoff)
+            fetched = fetch_one(session, url, options, cancel)
         except Exception as error:  # noqa: BLE001  fetch_one turns known failures into errors; an unknown one still must not stop a brand
             return f"download: {type(error).__name__}: {str(error)[:200]}"
         if fetched.data is None:
@@ -84,9 +87,15 @@ def load_pixels(url: str, size: int, cache: ImageCache, session: requests.Sessio
 
 
 def iter_scores(urls: Iterable[str], scorer: OpenVinoScorer, cache: ImageCache, batch_size: int = 16,
-                options: FetchOptions = FetchOptions()) -> Iterator[ImageScore]:
-    """One ImageScore per URL (errors come as soon as they are known, scores a batch at a time)."""
+                options: FetchOptions | None = None) -> Iterator[ImageScore]:
+    """One ImageScore per URL (errors come as soon as they are known, scores a batch at a time).
+
+    When the consumer stops (an exception in its thread, SIGTERM turned into one by Dagster, or close()), the
+    downloads in flight are cancelled and the pool is not waited for: a stuck image host cannot hold the run.
+    """
+    options = options or FetchOptions()  # made per call: it reads the download settings
     session = make_session(options.workers)
+    cancel = threading.Event()
     batch_urls: list[str] = []
     batch_pixels: list[np.ndarray] = []
 
@@ -97,21 +106,23 @@ def iter_scores(urls: Iterable[str], scorer: OpenVinoScorer, cache: ImageCache, 
         batch_pixels.clear()
 
     urls = list(urls)
+    pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="fic-infer")
     try:
-        with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="fic-infer") as pool:
-            loaded = ordered_map(lambda url: load_pixels(url, scorer.size, cache, session, options), urls, pool,
-                                 window=max(4 * batch_size, 2 * options.workers))
-            for url, pixels in zip(urls, loaded, strict=True):
-                if isinstance(pixels, str):
-                    yield ImageScore(url, ERROR_LABEL, None, pixels)
-                    continue
-                batch_urls.append(url)
-                batch_pixels.append(pixels)
-                if len(batch_urls) >= batch_size:
-                    yield from flush()
-            if batch_urls:
+        loaded = ordered_map(lambda url: load_pixels(url, scorer.size, cache, session, options, cancel), urls, pool,
+                             window=max(4 * batch_size, 2 * options.workers))
+        for url, pixels in zip(urls, loaded, strict=True):
+            if isinstance(pixels, str):
+                yield ImageScore(url, ERROR_LABEL, None, pixels)
+                continue
+            batch_urls.append(url)
+            batch_pixels.append(pixels)
+            if len(batch_urls) >= batch_size:
                 yield from flush()
+        if batch_urls:
+            yield from flush()
     finally:
+        cancel.set()  # finished, or the consumer stopped: downloads still in flight end within a fraction of a second
+        pool.shutdown(wait=False, cancel_futures=True)
         session.close()
 
 

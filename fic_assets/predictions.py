@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from contextlib import closing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from fic_assets import storage
+from fic_assets import settings, storage
 from fic_assets.imageset.cache import ImageCache
 from fic_assets.inference import FetchOptions, ImageScore, iter_scores
 from fic_assets.ml.predict import ERROR_LABEL
@@ -122,9 +123,9 @@ def predict_brands(
     slugs: Sequence[str],
     model_dir: str | Path,
     cache: ImageCache,
-    chunk_size: int = 2000,
+    chunk_size: int | None = None,
     batch_size: int = 16,
-    options: FetchOptions = FetchOptions(),
+    options: FetchOptions | None = None,
     log: Callable[[str], None] = lambda message: None,
     scorer: OpenVinoScorer | None = None,
     now: Callable[[], datetime] = storage.utcnow,
@@ -132,9 +133,12 @@ def predict_brands(
     """Predict every image of the brands that the model has not predicted yet; returns per-brand counts.
 
     connect() opens a DuckDB write connection (a context manager); it is opened briefly per chunk so that
-    readers (sensors, a person's notebook) are not locked out while the images are being scored.
+    readers (sensors, a person's notebook) are not locked out while the images are being scored. chunk_size
+    defaults to FIC_PREDICTION_CHUNK_SIZE. If the run is interrupted (SIGTERM, Dagster's terminate, Ctrl-C), the
+    rows scored so far are written before the interruption goes on, and the downloads in flight are cancelled.
     """
     started = time.perf_counter()
+    chunk_size = chunk_size or int(settings.get("FIC_PREDICTION_CHUNK_SIZE"))
     scorer = scorer or OpenVinoScorer.load(model_dir)
     version = scorer.version
     with connect() as con:
@@ -146,8 +150,11 @@ def predict_brands(
     log(f"model {version}: {len(todo)} image(s) to predict across {len(slugs)} brand(s)")
     meta = todo.set_index("image_url")
     pending: list[ImageScore] = []
+    writing = False  # a failed write is not tried again on the way out
 
     def flush() -> None:
+        nonlocal writing
+        writing = True
         frame = pd.DataFrame(pending, columns=list(ImageScore._fields))
         frame["item_id"] = meta.loc[frame["image_url"], "item_id"].to_numpy()
         frame["brand_slug"] = meta.loc[frame["image_url"], "brand_slug"].to_numpy()
@@ -167,11 +174,20 @@ def predict_brands(
                 brand.not_worn += 1
         log(f"stored {len(pending)} prediction(s); {sum(b.predicted for b in run.brands.values())}/{len(todo)} done")
         pending.clear()
+        writing = False
 
-    for row in iter_scores(todo["image_url"].tolist(), scorer, cache, batch_size=batch_size, options=options):
-        pending.append(row)
-        if len(pending) >= chunk_size:
-            flush()
+    # closing(): an interruption while this loop (not the generator) runs must still stop the downloads at once.
+    with closing(iter_scores(todo["image_url"].tolist(), scorer, cache, batch_size=batch_size, options=options)) as scores:
+        try:
+            for row in scores:
+                pending.append(row)
+                if len(pending) >= chunk_size:
+                    flush()
+        except BaseException:
+            if pending and not writing:
+                log(f"interrupted: storing the {len(pending)} prediction(s) scored so far")
+                flush()
+            raise
     if pending:
         flush()
     run.seconds = time.perf_counter() - started

@@ -42,6 +42,17 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "FIC_REPORTS_DIR": (str(REPO_ROOT / "reports"), "where `brand_report` writes the static HTML report and its plots"),
     # The training image set (fic_assets/imageset/) and its DVC remote. S3 defaults are the compose stack's MinIO.
     "FIC_IMAGE_CACHE_DIR": ("", "downloaded image bytes keyed by URL (default: $FIC_DATA_DIR/cache/images)"),
+    # Image downloads (fic_assets/imageset/download.py), for the image set and for predictions. A product image
+    # on a CDN arrives in well under a second; 30 s per try is generous for a slow link and still means a
+    # trickling host costs a run seconds per image, not hours. 20 MB is several times the largest product photo
+    # a shop serves (zalando's largest are ~2-5 MB) and bounds what one image may take in memory and cache.
+    "FIC_IMAGE_DEADLINE_SECONDS": ("30", "total time one image download try may take: connect, headers and body"),
+    "FIC_IMAGE_MAX_BYTES": (str(20 * 1024 * 1024), "largest image body accepted, in bytes; a larger one is an error"),
+    # Per image host (a CDN): 4 requests in flight and 10 request starts a second at most, like the crawler's
+    # 4 per domain; the loopback demo shop is our own process and is not paced.
+    "FIC_IMAGE_HOST_CONCURRENCY": ("4", "image requests in flight to one host at most (loopback demo host: no limit)"),
+    "FIC_IMAGE_HOST_DELAY_SECONDS": ("0.1", "least time between two image request starts to one host (loopback: none)"),
+    "FIC_PREDICTION_CHUNK_SIZE": ("2000", "predictions written to DuckDB per transaction; a crash or stop loses at most one chunk"),
     "FIC_IMAGE_SET_DIR": (str(REPO_ROOT / "datasets" / "images"), "the labelled image set (worn/, not_worn/); DVC pointer <dir>.dvc beside it"),
     "FIC_DVC_ROOT": (str(REPO_ROOT), "the DVC project (its .dvc/ directory) that versions the image set"),
     "FIC_S3_ENDPOINT": ("http://127.0.0.1:9000", "S3 endpoint of the DVC remote (the compose stack's MinIO)"),

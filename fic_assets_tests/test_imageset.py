@@ -16,7 +16,7 @@ from PIL import Image
 from fic_assets.demo_shop.catalogue import IMAGE_DEFECTS, build_catalogue, image_url
 from fic_assets.imageset.build import build_image_set, ensure_tables, file_name, store_rejects
 from fic_assets.imageset.cache import ImageCache
-from fic_assets.imageset.download import fetch_many
+from fic_assets.imageset.download import DownloadPolicy, fetch_many
 from fic_assets.imageset.dvc import DvcError, DvcProject
 from fic_assets_tests.conftest import free_port
 
@@ -175,7 +175,7 @@ def test_fetch_retries_what_may_pass_and_names_what_failed(tmp_path):
     urls = {"flaky": f"{base}/flaky", "busy": f"{base}/busy", "gone": f"{base}/gone",
             "refused": f"http://127.0.0.1:{free_port()}/x.jpg", "silent": f"http://127.0.0.1:{silent.getsockname()[1]}/x"}
     try:
-        results = fetch_many(urls.values(), ImageCache(tmp_path), retries=2, timeout=0.5, backoff=0.05)
+        results = fetch_many(urls.values(), ImageCache(tmp_path), policy=DownloadPolicy(retries=2, timeout=0.5, backoff=0.05))
     finally:
         server.shutdown()
         silent.close()
