@@ -312,7 +312,7 @@ def _content_length(response: requests.Response) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def _read_body(response: requests.Response, policy: DownloadPolicy, progress: list[int]) -> bytes:
+def _read_body(response: requests.Response, policy: DownloadPolicy, progress: list[int], attempt: _Attempt) -> bytes:
     """The body, one socket read at a time (a read of N bytes would wait for all N from a trickling host)."""
     declared = _content_length(response)
     if declared is not None and declared > policy.max_bytes:
@@ -321,6 +321,8 @@ def _read_body(response: requests.Response, policy: DownloadPolicy, progress: li
     while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
         body += chunk
         progress[0] = len(body)
+        if attempt.expired or attempt.cancelled:  # a session without the watched adapter: nobody cut the socket
+            raise OSError("download stopped by the watchdog")
         if len(body) > policy.max_bytes:
             said = "no Content-Length" if declared is None else f"Content-Length {declared}"
             raise _FinalError(f"too large: more than the {policy.max_bytes} byte cap arrived ({said})")
@@ -355,7 +357,7 @@ def _get_once(session: requests.Session, url: str, policy: DownloadPolicy, cance
                     elif status >= 400:
                         raise _FinalError(f"HTTP {status}")
                     else:
-                        data = _read_body(response, policy, progress)
+                        data = _read_body(response, policy, progress, attempt)
                         if attempt.cancelled or attempt.expired:
                             # A body without Content-Length or chunking ends at EOF, so a cut one looks complete.
                             raise OSError("connection shut by the watchdog")
