@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from contextlib import closing
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
