@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import warnings
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Shop photos are ~0.2-2 MP; anything above this is a mistake or an attack, refused before decoding.
 MAX_PIXELS = 40_000_000
@@ -44,6 +44,8 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise BadImageError("not_an_image", _describe_non_image(data)) from error
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise BadImageError("too_large", str(error)) from error
+    except OSError as error:  # the headers themselves are cut off ("Truncated File Read")
+        raise BadImageError("truncated", str(error)) from error
     width, height = image.size
     if width * height > max_pixels:
         raise BadImageError("too_large", f"{width}x{height} pixels exceeds the limit of {max_pixels}")
@@ -63,7 +65,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def decode_rgb(data: bytes, max_pixels: int = MAX_PIXELS, draft_size: tuple[int, int] | None = None) -> Image.Image:
-    """Decode fully (a truncated file fails here, not later in a batch) and convert to RGB.
+    """Decode fully (a truncated file fails here, not later in a batch), turn upright (EXIF) and convert to RGB.
 
     draft_size lets the JPEG decoder scale down while decoding, much faster when the caller resizes anyway.
     """
@@ -75,4 +77,16 @@ def decode_rgb(data: bytes, max_pixels: int = MAX_PIXELS, draft_size: tuple[int,
         image.load()
     except OSError as error:  # Pillow reports cut-off data as OSError("image file is truncated ...")
         raise BadImageError("truncated", str(error)) from error
-    return to_rgb(image)
+    return to_rgb(upright(image))
+
+
+EXIF_ORIENTATION = 0x0112
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image as a browser shows it: phone photos store their rotation in EXIF instead of the pixels."""
+    try:
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001  a damaged EXIF block must not make a good picture unusable
+        return image
+    return ImageOps.exif_transpose(image) if orientation not in (1, None) else image

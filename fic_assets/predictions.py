@@ -1,7 +1,7 @@
 """Per-brand predictions of the production model: which images to score, and their idempotent write-back.
 
 The original script built its SQL with f-strings (a brand like "Levi's" broke it) and wrote flag_model row by
-row. Here a brand's images are read with one parameterized query, scored in a stream (fic_assets.inference)
+row. Here a brand's images are read with one parameterized query, scored in a stream (fic_assets.ml.scoring, the one scoring path)
 and written in chunks: each chunk upserts `predictions` and mirrors the label into images.flag_model (1 worn,
 0 not worn, -1 error) in one transaction, so a crash loses at most the chunk in flight and a re-run adds no row.
 
@@ -24,9 +24,7 @@ import pandas as pd
 
 from fic_assets import settings, storage
 from fic_assets.imageset.cache import ImageCache
-from fic_assets.inference import FetchOptions, ImageScore, iter_scores
-from fic_assets.ml.predict import ERROR_LABEL
-from fic_assets.ml.runtime import OpenVinoScorer
+from fic_assets.ml.scoring import ERROR_LABEL, FetchOptions, ImageScore, Scorer, SourceReader, score_stream
 
 PREDICTION_COLUMNS = ("image_url", "item_id", "brand_slug", "label", "score", "error", "model_version", "predicted_at")
 
@@ -127,7 +125,7 @@ def predict_brands(
     batch_size: int = 16,
     options: FetchOptions | None = None,
     log: Callable[[str], None] = lambda message: None,
-    scorer: OpenVinoScorer | None = None,
+    scorer: Scorer | None = None,
     now: Callable[[], datetime] = storage.utcnow,
 ) -> PredictionRun:
     """Predict every image of the brands that the model has not predicted yet; returns per-brand counts.
@@ -139,7 +137,7 @@ def predict_brands(
     """
     started = time.perf_counter()
     chunk_size = chunk_size or int(settings.get("FIC_PREDICTION_CHUNK_SIZE"))
-    scorer = scorer or OpenVinoScorer.load(model_dir)
+    scorer = scorer or Scorer.load(model_dir)
     version = scorer.version
     with connect() as con:
         totals = image_counts(con, slugs)
@@ -155,7 +153,7 @@ def predict_brands(
     def flush() -> None:
         nonlocal writing
         writing = True
-        frame = pd.DataFrame(pending, columns=list(ImageScore._fields))
+        frame = pd.DataFrame(pending, columns=list(ImageScore._fields)).rename(columns={"source": "image_url"})
         frame["item_id"] = meta.loc[frame["image_url"], "item_id"].to_numpy()
         frame["brand_slug"] = meta.loc[frame["image_url"], "brand_slug"].to_numpy()
         frame["score"] = frame["score"].astype("float64")
@@ -164,7 +162,7 @@ def predict_brands(
         with connect() as con:
             write_predictions(con, frame)
         for row in pending:
-            brand = run.brands[meta.at[row.image_url, "brand_slug"]]
+            brand = run.brands[meta.at[row.source, "brand_slug"]]
             brand.predicted += 1
             if row.error is not None:
                 brand.errors[error_reason(row.error)] += 1
@@ -177,7 +175,8 @@ def predict_brands(
         writing = False
 
     # closing(): an interruption while this loop (not the generator) runs must still stop the downloads at once.
-    with closing(iter_scores(todo["image_url"].tolist(), scorer, cache, batch_size=batch_size, options=options)) as scores:
+    reader = SourceReader(cache, options)
+    with closing(score_stream(todo["image_url"].tolist(), scorer, reader, batch_size=batch_size)) as scores:
         try:
             for row in scores:
                 pending.append(row)

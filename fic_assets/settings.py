@@ -41,6 +41,7 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "FIC_INFERENCE_PRECISION": ("f32", "OpenVINO inference precision for predictions: f32, or bf16 (faster on CPUs with AMX)"),
     "FIC_REPORTS_DIR": (str(REPO_ROOT / "reports"), "where `brand_report` writes the static HTML report and its plots"),
     # The training image set (fic_assets/imageset/) and its DVC remote. S3 defaults are the compose stack's MinIO.
+    "FIC_BACKBONE_CACHE_DIR": ("", "the ImageNet backbones exported for training, once per arch and input size (default: $FIC_DATA_DIR/cache/backbones)"),
     "FIC_IMAGE_CACHE_DIR": ("", "downloaded image bytes keyed by URL (default: $FIC_DATA_DIR/cache/images)"),
     # Image downloads (fic_assets/imageset/download.py), for the image set and for predictions. A product image
     # on a CDN arrives in well under a second; 30 s per try is generous for a slow link and still means a

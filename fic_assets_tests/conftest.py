@@ -169,18 +169,42 @@ def s3():
         stop_group(process.pid)
 
 
+def pytest_configure(config):
+    """One export of each ImageNet backbone per session, shared by every test and the subprocesses they start."""
+    import tempfile
+
+    os.environ.setdefault("FIC_BACKBONE_CACHE_DIR", tempfile.mkdtemp(prefix="fic-backbones-"))
+
+
+# Small and quick, but the same code path as the defaults (fic_assets/ml/params.py).
+FAST_TRAIN = {"input_size": 128, "cv_repeats": 1}
+
+
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory):
-    """A small real model dir (80 demo images, 128 px, 4 epochs, ~20 s), trained once per session.
+    """A small real model dir (80 demo images, 128 px, a few seconds), trained once per session.
 
     For tests of what surrounds the model (predictions, sensors, the UI); test_ml.py tests training itself.
     """
-    from fic_assets.ml import data as ml_data
+    from fic_assets.ml.data import make_folds, write_folds
     from fic_assets.ml.sample import write_demo_image_set
     from fic_assets.ml.train import train
 
     root = tmp_path_factory.mktemp("trained-model")
     write_demo_image_set(root / "images", 80, seed=3, width=240)
-    split = ml_data.write_split(ml_data.make_split(root / "images", val_fraction=0.2, test_fraction=0.2, seed=1), root / "split.json")
-    train(split, root / "images", {"input_size": 128, "epochs": 4, "freeze_epochs": 1, "batch_size": 8, "patience": 3}, root / "model")
+    folds = write_folds(make_folds(root / "images", folds=4, seed=1), root / "folds.json")
+    train(folds, root / "images", FAST_TRAIN, root / "model")
     return root / "model"
+
+
+@pytest.fixture(scope="session")
+def real_photos():
+    """The folder of real shop photos (worn/, not_worn/): $FIC_REAL_PHOTOS, else ../shared/realphotos/images
+    beside the repository. Never copied into the repo (their licences forbid it); missing fails under CI=true."""
+    from pathlib import Path
+
+    from fic_assets.settings import REPO_ROOT
+
+    folder = Path(os.environ.get("FIC_REAL_PHOTOS") or REPO_ROOT.parent / "shared" / "realphotos" / "images")
+    require((folder / "worn").is_dir() and (folder / "not_worn").is_dir(), f"real photos at {folder} (set FIC_REAL_PHOTOS)")
+    return folder

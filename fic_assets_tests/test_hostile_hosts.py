@@ -21,8 +21,7 @@ import pytest
 from fic_assets import model_registry, storage
 from fic_assets.imageset.cache import ImageCache
 from fic_assets.imageset.download import CANCELLED, DownloadPolicy, fetch_many, fetch_one, make_session
-from fic_assets.inference import FetchOptions, iter_scores
-from fic_assets.ml.runtime import OpenVinoScorer
+from fic_assets.ml.scoring import FetchOptions, Scorer, SourceReader, score_stream
 from fic_assets_tests.conftest import platform_env
 from fic_assets_tests.hostile_host import TRICKLE_LENGTH, HostileHost
 
@@ -186,7 +185,7 @@ class Interrupted(Exception):
 
 def test_interrupted_scoring_cancels_its_downloads_instead_of_waiting(host, trained_model, tmp_path):
     """Bad input: eight images on a trickling host (a 60 s deadline) while SIGALRM interrupts the main thread."""
-    scorer = OpenVinoScorer.load(trained_model)
+    scorer = Scorer.load(trained_model)
     urls = [f"{host.url}/trickle/{n}?every=0.5" for n in range(8)]
     options = FetchOptions(deadline=60, max_bytes=2 * TRICKLE_LENGTH, workers=4)
 
@@ -197,12 +196,12 @@ def test_interrupted_scoring_cancels_its_downloads_instead_of_waiting(host, trai
     try:
         signal.setitimer(signal.ITIMER_REAL, 1.0)
         with pytest.raises(Interrupted):
-            list(iter_scores(urls, scorer, ImageCache(tmp_path), options=options))
+            list(score_stream(urls, scorer, SourceReader(ImageCache(tmp_path), options)))
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert host.hits["/trickle/0"] == 1  # the downloads had started
-    wait_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("fic-infer")], 5,
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("fic-decode")], 5,
              "the download workers to end")
     wait_for(lambda: host.disconnects == 4, 5, "every started trickle to be hung up on")
 

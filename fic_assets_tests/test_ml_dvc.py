@@ -29,7 +29,7 @@ def test_dvc_repro_runs_the_pipeline(tmp_path):
     project.mkdir()
     shutil.copy(REPO / "dvc.yaml", project)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train"].update(input_size=96, epochs=2, batch_size=8)  # tiny and quick; same stages
+    params["train"].update(input_size=96, cv_repeats=1)  # tiny and quick; same stages
     params["baseline"].update(size=16)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     write_demo_image_set(project / "datasets" / "images", 40, seed=3, width=200)
@@ -38,7 +38,7 @@ def test_dvc_repro_runs_the_pipeline(tmp_path):
 
     run([sys.executable, "-m", "dvc", "repro"], project)
 
-    for path in ("data/split.json", "models/candidate/model.pt", "models/candidate/card.json",
+    for path in ("data/folds.json", "models/candidate/model.pt", "models/candidate/card.json",
                  "plots/predictions.csv", "plots/pr_curve.csv", "plots/confusion_matrix.png", "plots/pr_curve.png"):
         assert (project / path).is_file(), path
     shown = json.loads(run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project))
@@ -47,6 +47,8 @@ def test_dvc_repro_runs_the_pipeline(tmp_path):
     baseline = metrics["metrics/baseline.json"]["data"]
     for key in ("accuracy", "precision", "recall", "f1", "roc_auc"):
         assert key in model and key in baseline
+    # Cross-validated, with its spread: which folds, how many images.
+    assert model["n"] == 40 and model["cv_folds"] == params["prepare"]["folds"] and 0.0 <= model["f1_std"] <= 0.5
     assert model["min_f1"] == params["evaluate"]["min_f1"]
     # Nothing changed, so nothing reruns.
     assert "Data and pipelines are up to date" in run([sys.executable, "-m", "dvc", "status"], project)

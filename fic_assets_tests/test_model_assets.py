@@ -11,25 +11,27 @@ import pytest
 import yaml
 
 from fic_assets import model_registry
-from fic_assets.defs.model.assets import image_set, model, model_quality, production_model, quality_verdict
+from fic_assets.defs.model.assets import image_set, model, model_quality, production_model
 from fic_assets.defs.model.jobs import retrain_job
 from fic_assets.demo_shop.catalogue import build_catalogue, image_url
 from fic_assets.imageset.dvc import DvcError
 from fic_assets.labelling import labels as label_sync
+from fic_assets.ml.gate import Comparison, quality_verdict
 from fic_assets.resources import DuckDBResource, ImageSetStore
 from fic_assets_tests.conftest import free_port
 from fic_assets_tests.test_ml import FAST_PARAMS as ML_TEST_PARAMS
 
-# Two short epochs: these tests are about the platform around training, test_ml.py about training itself.
-FAST_PARAMS = {**ML_TEST_PARAMS, "train": {**ML_TEST_PARAMS["train"], "epochs": 2, "freeze_epochs": 0}}
+# Small images, one CV repeat: these tests are about the platform around training, test_ml.py about training itself.
+FAST_PARAMS = ML_TEST_PARAMS
 
 
-def labelled_demo_images(base_url: str, n: int = 48) -> list[tuple[str, str]]:
-    """n healthy demo images (balanced by truth) plus three broken ones labelled as if a person had not looked."""
+def labelled_demo_images(base_url: str, n: int = 48, skip: int = 0) -> list[tuple[str, str]]:
+    """n healthy demo images (balanced by truth, after the first `skip` of each class) plus three broken ones
+    labelled as if a person had not looked."""
     images = [image for product in build_catalogue(42).products for image in product.images]
     healthy = [i for i in images if i.defect is None]
-    worn = [i for i in healthy if i.truth == "worn"][: n // 2]
-    not_worn = [i for i in healthy if i.truth == "not_worn"][: n // 2]
+    worn = [i for i in healthy if i.truth == "worn"][skip: skip + n // 2]
+    not_worn = [i for i in healthy if i.truth == "not_worn"][skip: skip + n // 2]
     broken = [i for i in images if i.defect in ("truncated", "empty", "html")]
     return [(image_url(base_url, i), i.truth) for i in worn + not_worn + broken]
 
@@ -38,7 +40,7 @@ def seed_labels(duckdb: DuckDBResource, labelled: list[tuple[str, str]]) -> None
     now = pd.Timestamp.now(tz="UTC")
     frame = pd.DataFrame(
         [{"image_url": url, "item_id": None, "label": label, "annotator": "tester", "annotated_at": now, "task_id": n,
-          "annotation_id": n, "lead_time": 1.0, "annotations": 1, "agreement": 1.0} for n, (url, label) in enumerate(labelled)]
+          "annotation_id": n, "lead_time": 1.0, "annotations": 1, "agreement": 1.0} for n, (url, label) in enumerate(labelled, 1)]
     )
     with duckdb.connect() as con:
         label_sync.write_labels(con, frame)
@@ -52,6 +54,9 @@ def store(tmp_path, s3, endpoint: str | None = None, secret: str | None = None) 
     )
 
 
+GATE = {"min_f1": 0.6, "min_compare_images": 10}
+
+
 @pytest.fixture
 def platform(tmp_path, demo_shop_url, s3, monkeypatch):
     monkeypatch.setenv("FIC_DATA_DIR", str(tmp_path / "data"))
@@ -59,7 +64,7 @@ def platform(tmp_path, demo_shop_url, s3, monkeypatch):
     duckdb = DuckDBResource(path=str(tmp_path / "fic.duckdb"))
     seed_labels(duckdb, labelled_demo_images(demo_shop_url))
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({**FAST_PARAMS, "evaluate": {"min_f1": 0.6}}))
+    params.write_text(yaml.safe_dump({**FAST_PARAMS, "evaluate": GATE}))
     resources = {"duckdb": duckdb, "image_store": store(tmp_path, s3)}
     defs = dg.Definitions(assets=[image_set, model, production_model], asset_checks=[model_quality], jobs=[retrain_job], resources=resources)
     with dg.instance_for_test() as instance:
@@ -72,7 +77,12 @@ def retrain(defs, instance, params_file):
     )
 
 
-def test_retrain_versions_the_image_set_gates_and_promotes(platform):
+def check_metadata(result) -> dict:
+    (evaluation,) = result.get_asset_check_evaluations()
+    return {key: value.value for key, value in evaluation.metadata.items()}
+
+
+def test_retrain_versions_the_image_set_gates_and_promotes(platform, demo_shop_url):
     defs, instance, params, tmp_path = platform
     first = retrain(defs, instance, params)
     assert first.success
@@ -81,17 +91,22 @@ def test_retrain_versions_the_image_set_gates_and_promotes(platform):
     digest = image_event.metadata["dvc_hash"].value
     assert digest.endswith(".dir") and image_event.metadata["rejects"].value  # the three broken images
     assert {reason.split(":")[0] for reason in image_event.metadata["rejects"].value.values()} == {"truncated", "empty", "not_an_image"}
-    checks = first.get_asset_check_evaluations()
-    assert [c.passed for c in checks] == [True]
+    assert [c.passed for c in first.get_asset_check_evaluations()] == [True]
+    checked = check_metadata(first)
+    # Cross-validated on every usable labelled image, with its spread; no production model to compare with yet.
+    assert checked["cv_images"] == 48 and checked["cv_folds"] == 4 and "48 labelled images" in checked["evaluated_on"]
+    assert 0.0 <= checked["candidate_f1_std"] <= 0.5
+    assert "production_f1" not in checked and "production_version" not in checked
 
     pointer = model_registry.production()
     (model_event,) = first.asset_materializations_for_node("model")
     assert pointer["version"] == model_event.metadata["version"].value
-    assert json.loads((tmp_path / "models" / pointer["version"] / "card.json").read_text())["image_set_hash"] == digest
+    card = json.loads((tmp_path / "models" / pointer["version"] / "card.json").read_text())
+    assert card["image_set_hash"] == digest and card["n_train"] == 48  # the final model is fitted on all of them
     assert "data:image/png;base64," in model_event.metadata["confusion_matrix"].value
 
     # A stricter gate: the next model fails model_quality, so production stays on the first one.
-    params.write_text(yaml.safe_dump({**FAST_PARAMS, "evaluate": {"min_f1": 1.01}}))
+    params.write_text(yaml.safe_dump({**FAST_PARAMS, "evaluate": {**GATE, "min_f1": 1.01}}))
     second = retrain(defs, instance, params)
     assert not second.success
     assert [c.passed for c in second.get_asset_check_evaluations()] == [False]
@@ -99,6 +114,22 @@ def test_retrain_versions_the_image_set_gates_and_promotes(platform):
     assert model_registry.production()["version"] == pointer["version"]
     # Same labels, same set: the image set's data version did not move.
     assert second.asset_materializations_for_node("image_set")[0].metadata["dvc_hash"].value == digest
+    # Nor can the failed candidate be promoted by selecting production_model on its own (the UI, the CLI).
+    alone = dg.materialize([production_model], instance=instance, raise_on_error=False)
+    assert not alone.success and model_registry.production()["version"] == pointer["version"]
+    failure = next(event for event in alone.all_events if event.event_type_value == "STEP_FAILURE")
+    assert "failed model_quality" in str(failure.event_specific_data.error)
+
+    # 24 more labels: the candidate's out-of-fold scores and production's scores on the same 24 images
+    # production never saw are compared.
+    seed_labels(defs.resources["duckdb"], labelled_demo_images(demo_shop_url) + labelled_demo_images(demo_shop_url, 24, skip=24))
+    params.write_text(yaml.safe_dump({**FAST_PARAMS, "evaluate": GATE}))
+    third = retrain(defs, instance, params)
+    assert third.success
+    compared = check_metadata(third)
+    assert compared["cv_images"] == 72 and compared["compared_images"] == 24
+    assert compared["production_version"] == pointer["version"] and 0.0 <= compared["production_f1"] <= 1.0
+    assert model_registry.production()["version"] != pointer["version"]
 
 
 def test_s3_down_fails_clearly_keeps_the_local_set_and_the_next_run_pushes(platform, s3):
@@ -114,10 +145,16 @@ def test_s3_down_fails_clearly_keeps_the_local_set_and_the_next_run_pushes(platf
 
 
 def test_quality_verdict_rule():
-    assert quality_verdict(0.95, 0.9, None)[0]
-    assert not quality_verdict(0.85, 0.9, None)[0]
-    assert quality_verdict(0.945, 0.9, 0.95)[0]  # within 0.01 of production
-    assert not quality_verdict(0.93, 0.9, 0.95)[0]
+    compared = Comparison(images=[f"worn/{n}.jpg" for n in range(30)], candidate_f1=0.945, production_f1=0.95)
+    assert quality_verdict(0.95, 0.9, None, 0.01)[0]
+    assert not quality_verdict(0.85, 0.9, None, 0.01)[0]
+    assert quality_verdict(0.96, 0.9, compared, 0.01)[0]  # within 0.01 of production on the same images
+    worse = Comparison(images=compared.images, candidate_f1=0.93, production_f1=0.95)
+    passed, message = quality_verdict(0.96, 0.9, worse, 0.01)
+    assert not passed and "on 30 images" in message
+    # Not enough images to compare on: the CV threshold alone decides, and the message says why.
+    passed, message = quality_verdict(0.96, 0.9, Comparison(note="only 3 labelled image(s)"), 0.01)
+    assert passed and "only 3 labelled image(s)" in message
 
 
 def test_missing_production_model_says_how_to_train(tmp_path):

@@ -1,22 +1,23 @@
-"""Score the test split with a trained model: metrics.json, plots (PNG) and CSVs for `dvc plots`."""
+"""Metrics and plots of scored labelled images: a held-out folder scored by a model, or a model's own
+cross-validation. Writes metrics.json, plots (PNG) and CSVs for `dvc plots`."""
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers and in tests
 import matplotlib.pyplot as plt  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, average_precision_score, precision_recall_curve  # noqa: E402
 
-from fic_assets.ml import CLASSES, POSITIVE  # noqa: E402
-from fic_assets.ml.data import read_split  # noqa: E402
+from fic_assets.ml import CLASSES, NEGATIVE, POSITIVE  # noqa: E402
+from fic_assets.ml.artifact import CV_PREDICTIONS_FILE, model_card  # noqa: E402
 from fic_assets.ml.metrics import classification_metrics  # noqa: E402
-from fic_assets.ml.predict import ERROR_LABEL, Predictor  # noqa: E402
-from fic_assets.ml.train import read_card, write_card  # noqa: E402
+from fic_assets.ml.scoring import ERROR_LABEL, Scorer, score_stream  # noqa: E402
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_CSV = "predictions.csv"  # path,actual,predicted,score: `dvc plots` confusion template
@@ -53,43 +54,55 @@ def plot_pr(recall, precision, path: Path, title: str) -> None:
     plt.close(figure)
 
 
-def evaluate(model_dir: str | Path, split_file: str | Path, images_root: str | Path, out_dir: str | Path,
-             update_card: bool = True) -> dict:
-    """Metrics on the test split (worn positive), written to out_dir with plots; returns the metrics.
-
-    update_card=False leaves card.json alone (the DVC evaluate stage must not change the train stage's output).
-    """
+def write_evaluation(rows: Sequence[tuple[str, str, float]], out_dir: str | Path, threshold: float, what: str) -> dict:
+    """(path, actual label, P(worn)) rows -> metrics.json, predictions.csv, pr_curve.csv and the two PNGs."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor.load(model_dir)
-    test = read_split(split_file)["splits"]["test"]
-    rows = predictor.predict_paths([Path(images_root) / item["path"] for item in test])
-    positive = CLASSES.index(POSITIVE)
-    scored = [(item, row) for item, row in zip(test, rows) if row.label != ERROR_LABEL]
-    y_true = [int(CLASSES.index(item["label"]) == positive) for item, _ in scored]
-    y_pred = [int(row.label == POSITIVE) for _, row in scored]
-    scores = [row.score for _, row in scored]
-
+    y_true = [int(label == POSITIVE) for _, label, _ in rows]
+    scores = [float(score) for _, _, score in rows]
+    y_pred = [int(score >= threshold) for score in scores]
     metrics = classification_metrics(y_true, y_pred, scores)
-    metrics["n_errors"] = len(rows) - len(scored)
-    metrics["threshold"] = predictor.card.get("threshold", 0.5)
-    metrics["model_version"] = predictor.card["version"]
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-
+    metrics["threshold"] = threshold
     write_csv(out / PREDICTIONS_CSV, ["path", "actual", "predicted", "score"],
-              [[item["path"], item["label"], row.label, round(row.score, 5)] for item, row in scored])
-    plot_confusion(y_true, y_pred, out / CONFUSION_PNG, f"test set, n={len(y_true)}")
+              [[path, label, POSITIVE if score >= threshold else NEGATIVE, round(score, 5)] for path, label, score in rows])
+    plot_confusion(y_true, y_pred, out / CONFUSION_PNG, f"{what}, n={len(y_true)}")
     if len(set(y_true)) == 2:
         precision, recall, thresholds = precision_recall_curve(y_true, scores, pos_label=1)
         write_csv(out / PR_CSV, ["recall", "precision", "threshold"],
                   [[round(r, 5), round(p, 5), round(t, 5)] for r, p, t in zip(recall, precision, thresholds)])
-        plot_pr(recall, precision, out / PR_PNG, f"PR curve, AUC(ROC)={metrics['roc_auc']}")
-    else:  # keep the declared outputs present even when the test set has one class
+        plot_pr(recall, precision, out / PR_PNG, f"PR curve, {what}: AP={average_precision_score(y_true, scores):.3f}")
+    else:  # keep the declared outputs present even when the images are of one class
         write_csv(out / PR_CSV, ["recall", "precision", "threshold"], [])
-        plot_pr([], [], out / PR_PNG, "PR curve: test set has one class")
+        plot_pr([], [], out / PR_PNG, f"PR curve: {what} has one class")
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return metrics
 
-    if update_card:
-        card = read_card(model_dir)
-        card["metrics"] = metrics
-        write_card(model_dir, card)
+
+def evaluate(model_dir: str | Path, items: Sequence[tuple[str, str]], images_root: str | Path, out_dir: str | Path) -> dict:
+    """Score labelled files (path relative to images_root, label) through the scoring path; metrics + plots."""
+    scorer = Scorer.load(model_dir)
+    root = Path(images_root)
+    labels = {str(root / path): label for path, label in items}
+    scored = [(row.source, labels[row.source], row.score) for row in score_stream(list(labels), scorer)
+              if row.label != ERROR_LABEL]
+    scored.sort()
+    metrics = write_evaluation(scored, out_dir, scorer.threshold, "held-out images")
+    metrics.update({"n_errors": len(labels) - len(scored), "model_version": scorer.version, "runtime_precision": scorer.precision})
+    (Path(out_dir) / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return metrics
+
+
+def cv_rows(model_dir: str | Path) -> list[dict]:
+    """The model's out-of-fold predictions: [{path, label, digest, fold, score}]."""
+    with (Path(model_dir) / CV_PREDICTIONS_FILE).open(encoding="utf-8") as handle:
+        return [{**row, "score": float(row["score"])} for row in csv.DictReader(handle)]
+
+
+def report_cv(model_dir: str | Path, out_dir: str | Path) -> dict:
+    """Plots and metrics.json of the model's cross-validation (the card's metrics, with their spread)."""
+    card = model_card(model_dir)
+    rows = [(row["path"], row["label"], row["score"]) for row in cv_rows(model_dir)]
+    write_evaluation(rows, out_dir, float(card.get("threshold", 0.5)), "cross-validation")
+    metrics = {**card["metrics"], "model_version": card["version"], "runtime_precision": card.get("evaluated_precision", "f32")}
+    (Path(out_dir) / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return metrics

@@ -27,3 +27,11 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], scores:
         "n": int(len(y_true)),
         "tp": int(tp), "fp": int(fp), "tn": int(tn), "fn": int(fn),
     }
+
+
+def f1_at(y_true: Sequence[int], scores: Sequence[float], threshold: float = 0.5) -> float:
+    """F1 of worn at a score threshold (0.0 when there is nothing to find and nothing found)."""
+    y_true = np.asarray(y_true, dtype=int)
+    y_pred = (np.asarray(scores, dtype=float) >= threshold).astype(int)
+    _, _, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="binary", pos_label=1, zero_division=0)
+    return float(f1)

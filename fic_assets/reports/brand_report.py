@@ -28,7 +28,7 @@ from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from fic_assets.ml import NEGATIVE, POSITIVE  # noqa: E402  (constants only; no torch import)
 
-# fic_assets.ml.predict.ERROR_LABEL; not imported from there because that module imports torch.
+# fic_assets.ml.scoring.ERROR_LABEL; not imported from there because that module imports OpenVINO.
 ERROR_LABEL = "error"
 
 TEMPLATE = "brand_report.html.j2"

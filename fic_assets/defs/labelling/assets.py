@@ -3,11 +3,11 @@
 import dagster as dg
 
 from fic_assets import model_registry, storage
-from fic_assets.inference import score_urls
 from fic_assets.defs.crawl.partitions import DUCKDB_POOL
 from fic_assets.labelling import labels as label_sync
 from fic_assets.labelling import tasks as task_choice
 from fic_assets.labelling.client import LabelStudioResource, instructions, labeling_config
+from fic_assets.ml.scoring import score_sources
 from fic_assets.resources import DuckDBResource
 
 
@@ -52,7 +52,7 @@ def label_tasks(context: dg.AssetExecutionContext, config: LabelTasksConfig, lab
             candidates = task_choice.candidate_images(con, pool)
         if production:
             # The production model pre-annotates, and the round keeps what it is least sure about.
-            scored = score_urls(candidates["image_url"].tolist(), production["path"])
+            scored = score_sources(candidates["image_url"].tolist(), production["path"])
             candidates = task_choice.add_model_pre_annotations(candidates, scored.scores, production["version"], config.tasks_per_round)
             context.log.info(f"model {production['version']} scored {len(scored.scores)} of {pool} candidates; {len(scored.errors)} unreadable")
         else:

@@ -1,6 +1,5 @@
 """The model domain: the DVC-versioned image set in S3, the trained model, its quality gate and promotion."""
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -10,10 +9,9 @@ from fic_assets.defs.crawl.partitions import DUCKDB_POOL
 from fic_assets.defs.metadata import png_markdown
 from fic_assets.imageset.build import build_image_set, store_rejects
 from fic_assets.imageset.cache import ImageCache
-from fic_assets.ml import data as ml_data
-from fic_assets.ml.evaluate import evaluate
+from fic_assets.ml.artifact import model_card
+from fic_assets.ml.gate import EVAL_DIR, compare_with_production, quality_verdict, train_candidate
 from fic_assets.ml.params import load_params
-from fic_assets.ml.train import train
 from fic_assets.imageset.dvc import dvc_file, read_dir_hash
 from fic_assets.resources import DuckDBResource, ImageSetStore
 
@@ -62,75 +60,126 @@ class ModelConfig(dg.Config):
     group_name="model",
     kinds={"pytorch", "timm"},
     deps=["image_set"],
-    description="EfficientNet-Lite fine-tuned on the image set (the same functions as dvc.yaml's stages); models/<version>/.",
+    description=(
+        "EfficientNet-Lite (ImageNet weights) with a linear probe fitted on every labelled image; its F1 is "
+        "cross-validated (mean and spread over folds). The same functions as dvc.yaml's stages; models/VERSION/."
+    ),
 )
 def model(context: dg.AssetExecutionContext, config: ModelConfig, image_store: ImageSetStore) -> dg.MaterializeResult:
     params = load_params(config.params_file or settings.get("FIC_PARAMS_FILE"))
     images = image_store.image_dir()
-    work = model_registry.models_dir() / "runs" / context.run.run_id
-    work.mkdir(parents=True, exist_ok=True)
-    split_file = ml_data.write_split(ml_data.make_split(images, **params["prepare"]), work / "split.json")
     pointer = dvc_file(images)
     image_set_hash = read_dir_hash(pointer) if pointer.exists() else None
-    card = train(split_file, images, params["train"], work / "model", image_set_hash=image_set_hash)
-    metrics = evaluate(work / "model", split_file, images, work / "model" / "eval")
-    version_dir = model_registry.models_dir() / card["version"]
-    if version_dir.exists():
-        shutil.rmtree(version_dir)
-    shutil.move(str(work / "model"), version_dir)
-    shutil.move(str(split_file), version_dir / "split.json")  # the model dir is self-contained; the run dir goes
-    shutil.rmtree(work, ignore_errors=True)
+    version_dir, card, metrics = train_candidate(images, params, model_registry.models_dir(), context.run.run_id, image_set_hash)
+    context.log.info(f"model {card['version']}: cross-validated F1 {metrics['f1']:.3f} ± {metrics['f1_std']:.3f} "
+                     f"over {metrics['cv_folds']} folds x {metrics['cv_repeats']}, {card['n_train']} images, {card['train_seconds']} s")
     return dg.MaterializeResult(
         metadata={
             "version": card["version"],
             "path": dg.MetadataValue.path(str(version_dir)),
             "arch": card["arch"],
+            "recipe": card["recipe"],
             "image_set_hash": image_set_hash or "",
-            "min_f1": float(params["evaluate"]["min_f1"]),  # the gate model_quality applies to this model
-            **{name: float(value) for name, value in metrics.items() if isinstance(value, (int, float))},
-            "confusion_matrix": dg.MetadataValue.md(png_markdown(version_dir / "eval" / "confusion_matrix.png", "Confusion matrix (test split)")),
-            "pr_curve": dg.MetadataValue.md(png_markdown(version_dir / "eval" / "pr_curve.png", "Precision-recall (test split)")),
+            "n_train": card["n_train"],
+            "train_seconds": card["train_seconds"],
+            # The gate model_quality applies to this model (from the params file it was trained with).
+            "min_f1": float(params["evaluate"]["min_f1"]),
+            "max_drop": float(params["evaluate"]["max_drop"]),
+            "min_compare_images": int(params["evaluate"]["min_compare_images"]),
+            **{name: float(value) for name, value in metrics.items() if isinstance(value, (int, float)) and not isinstance(value, bool)},
+            "confusion_matrix": dg.MetadataValue.md(png_markdown(version_dir / EVAL_DIR / "confusion_matrix.png", "Confusion matrix (cross-validation)")),
+            "pr_curve": dg.MetadataValue.md(png_markdown(version_dir / EVAL_DIR / "pr_curve.png", "Precision-recall (cross-validation)")),
         }
     )
 
 
-def latest_model(context) -> dict:
-    event = context.instance.get_latest_materialization_event(dg.AssetKey("model"))
-    if event is None or event.asset_materialization is None:
+def latest_model(context) -> tuple[dict, int]:
+    """The latest `model` materialization's metadata and storage id."""
+    records = context.instance.fetch_materializations(dg.AssetKey("model"), limit=1).records
+    if not records or records[0].asset_materialization is None:
         raise dg.Failure("`model` has not been materialized")
-    return {key: value.value for key, value in event.asset_materialization.metadata.items()}
+    metadata = {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
+    return metadata, records[0].storage_id
 
 
-def quality_verdict(candidate_f1: float, min_f1: float, production_f1: float | None, tolerance: float = 0.01) -> tuple[bool, str]:
-    if candidate_f1 < min_f1:
-        return False, f"F1 {candidate_f1:.3f} is below the threshold {min_f1:.3f} (params.yaml evaluate.min_f1)"
-    if production_f1 is not None and candidate_f1 < production_f1 - tolerance:
-        return False, f"F1 {candidate_f1:.3f} is more than {tolerance} below the production model's {production_f1:.3f}"
-    return True, f"F1 {candidate_f1:.3f} passes (threshold {min_f1:.3f}, production {production_f1 if production_f1 is not None else 'none'})"
+MODEL_QUALITY = dg.AssetCheckKey(dg.AssetKey("model"), "model_quality")
 
 
-@dg.asset_check(asset="model", blocking=True, description="F1 above the params file's evaluate.min_f1 and not worse than production by more than 0.01; blocks promotion.")
-def model_quality(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    candidate = latest_model(context)
+@dg.asset_check(
+    asset="model",
+    blocking=True,
+    description=(
+        "Cross-validated F1 at least evaluate.min_f1, and not more than evaluate.max_drop below the production "
+        "model on the labelled images neither was trained on; blocks promotion."
+    ),
+)
+def model_quality(context: dg.AssetCheckExecutionContext, image_store: ImageSetStore) -> dg.AssetCheckResult:
+    candidate, _ = latest_model(context)
+    candidate_dir = Path(candidate["path"])
+    card = model_card(candidate_dir)
+    cv = card["metrics"]
     production = model_registry.production()
-    production_f1 = float(production["metrics"]["f1"]) if production else None
-    min_f1 = float(candidate["min_f1"])
-    passed, message = quality_verdict(float(candidate["f1"]), min_f1, production_f1)
-    return dg.AssetCheckResult(
-        passed=passed,
-        description=message,
-        metadata={"candidate_f1": float(candidate["f1"]), "production_f1": production_f1 if production_f1 is not None else -1.0, "min_f1": min_f1},
-    )
+    comparison = None
+    if production is not None and production["version"] != card["version"]:
+        comparison = compare_with_production(candidate_dir, Path(production["path"]), image_store.image_dir(),
+                                             int(candidate["min_compare_images"]))
+    passed, message = quality_verdict(float(cv["f1"]), float(candidate["min_f1"]), comparison, float(candidate["max_drop"]))
+    metadata = {
+        "candidate_version": card["version"],
+        "candidate_f1": float(cv["f1"]),
+        "candidate_f1_std": float(cv["f1_std"]),
+        "cv_images": int(cv["n"]),
+        "cv_folds": int(cv["cv_folds"]),
+        "cv_repeats": int(cv["cv_repeats"]),
+        "evaluated_on": f"out-of-fold scores of all {cv['n']} labelled images ({card['class_counts_train']}), "
+                        f"{cv['cv_folds']} folds x {cv['cv_repeats']}, precision {card.get('evaluated_precision', 'f32')}",
+        "min_f1": float(candidate["min_f1"]),
+        "max_drop": float(candidate["max_drop"]),
+    }
+    if production is not None:
+        metadata["production_version"] = production["version"]
+    if comparison is not None:
+        metadata["compared_images"] = len(comparison.images)
+        if comparison.note:
+            metadata["comparison_note"] = comparison.note
+        if comparison.production_f1 is not None:
+            # production_f1 only exists when there is a production model and images to compare on.
+            metadata["production_f1"] = comparison.production_f1
+            metadata["candidate_f1_on_compared"] = comparison.candidate_f1
+            metadata["compared_on"] = dg.MetadataValue.json(comparison.images[:200])
+    return dg.AssetCheckResult(passed=passed, description=message, metadata=metadata)
+
+
+def promotion_blocker(instance: dg.DagsterInstance, model_storage_id: int, version: str) -> str | None:
+    """Why the latest model may not be promoted, or None: its latest model_quality evaluation must have passed.
+
+    A blocking check only stops the downstream steps of its own run; this makes `production_model` refuse a
+    failed (or never checked) candidate whatever was selected, from the UI, the CLI or a sensor.
+    """
+    record = instance.event_log_storage.get_latest_asset_check_execution_by_key([MODEL_QUALITY]).get(MODEL_QUALITY)
+    evaluation = record.evaluation if record is not None else None
+    if evaluation is None:
+        return f"model {version} has no model_quality evaluation yet: run the check (or retrain_job) first"
+    target = evaluation.target_materialization_data
+    if target is None or target.storage_id != model_storage_id:
+        return f"the latest model_quality evaluation is not of model {version} (the latest `model`): run the check on it first"
+    if not evaluation.passed:
+        return f"model {version} failed model_quality: {evaluation.description or 'see the check in the UI'}"
+    return None
 
 
 @dg.asset(
     group_name="model",
     deps=["model"],
     kinds={"json"},
-    description="Promotes the model that passed `model_quality`: models/production.json, which inference and labelling read.",
+    description="Promotes the latest model once its `model_quality` check passed: models/production.json, which scoring and labelling read.",
 )
 def production_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    candidate = latest_model(context)
-    metrics = {name: candidate[name] for name in ("accuracy", "precision", "recall", "f1", "roc_auc") if name in candidate}
+    candidate, storage_id = latest_model(context)
+    blocker = promotion_blocker(context.instance, storage_id, candidate["version"])
+    if blocker:
+        current = model_registry.production()
+        raise dg.Failure(description=f"{blocker}; production stays {current['version'] if current else 'empty'}")
+    metrics = {name: candidate[name] for name in ("accuracy", "precision", "recall", "f1", "f1_std", "roc_auc") if name in candidate}
     pointer = model_registry.promote(Path(candidate["path"]), candidate["version"], metrics)
     return dg.MaterializeResult(data_version=dg.DataVersion(pointer["version"]), metadata={"version": pointer["version"], **metrics})

@@ -8,7 +8,7 @@ from fic_assets import model_registry, settings
 from fic_assets.defs.crawl.partitions import DUCKDB_POOL, brand_partitions
 from fic_assets.defs.metadata import png_markdown
 from fic_assets.imageset.cache import ImageCache
-from fic_assets.ml.predict import ModelNotFoundError
+from fic_assets.ml.artifact import ModelNotFoundError
 from fic_assets.predictions import predict_brands
 from fic_assets.reports.brand_report import write_report
 from fic_assets.resources import DuckDBResource
