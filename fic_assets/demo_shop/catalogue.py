@@ -3,6 +3,11 @@
 Everything is drawn from `random.Random` instances seeded with strings derived from the seed (never the
 global random state, never the clock), so `build_catalogue(seed)` returns an equal catalogue on every call
 and in every process. The kept truth of every image (worn or not) lives here too, away from the pages.
+
+With a PhotoSet (`--photos DIR`, see photos.py) the catalogue is generated exactly the same, then every image
+slot gets a real photo instead of a drawing: worn slots a photo from DIR/worn/, the others one from
+DIR/not_worn/, dealt from a seeded shuffle of each folder (every photo once before any repeats), so the truth
+is the photo's folder and about half of the images stay worn.
 """
 
 from __future__ import annotations
@@ -14,8 +19,12 @@ import random
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slugify import slugify
+
+if TYPE_CHECKING:
+    from fic_assets.demo_shop.photos import Photo, PhotoSet
 
 CATEGORIES: dict[str, str] = {"women-clothing": "Damenbekleidung", "men-clothing": "Herrenbekleidung", "shoes": "Schuhe"}
 
@@ -76,6 +85,7 @@ class Image:
     shape: str  # garment shape to draw
     rgb: tuple[int, int, int]  # garment colour
     defect: str | None = None  # one of IMAGE_DEFECTS
+    photo: Photo | None = None  # the real photo served instead of a drawing (`--photos DIR`)
 
     @property
     def is_packshot(self) -> bool:
@@ -84,6 +94,8 @@ class Image:
 
     @property
     def truth(self) -> str:
+        if self.photo is not None:
+            return self.photo.label  # the folder the photo sits in
         return "worn" if self.kind == "worn" else "not_worn"
 
 
@@ -136,6 +148,7 @@ class Catalogue:
     seed: int
     brands: tuple[Brand, ...]
     products: tuple[Product, ...]
+    photos: PhotoSet | None = None  # the real photos the images show; None: drawn images
 
     @cached_property
     def brand_by_path(self) -> dict[str, Brand]:
@@ -255,8 +268,11 @@ def seeded(seed: int, *parts: object) -> random.Random:
     return random.Random(":".join(str(part) for part in (seed, *parts)))
 
 
-def image_id(seed: int, sku: str, position: int) -> str:
-    return hashlib.blake2b(f"{seed}:{sku}:{position}".encode(), digest_size=16).hexdigest()
+def image_id(seed: int, sku: str, position: int, photo: str | None = None) -> str:
+    """A photo's image has another id (so another URL) than the drawing in its slot: caches and labels keyed by
+    URL never mix a drawing with a photo, or one photo with another."""
+    key = f"{seed}:{sku}:{position}" + (f":{photo}" if photo is not None else "")
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
 def new_sku(rng: random.Random, brand: Brand, taken: set[str]) -> str:
@@ -352,21 +368,58 @@ def make_product(rng: random.Random, seed: int, brand: Brand, index: int, taken:
     )
 
 
-def build_catalogue(seed: int = 42) -> Catalogue:
-    """The whole shop for a seed; equal on every call (no global random state, no clock)."""
+class PhotoDeck:
+    """One class folder's photos, dealt from seeded shuffles: all of them once, then all again in a new order."""
+
+    def __init__(self, rng: random.Random, photos: tuple[Photo, ...]) -> None:
+        self.rng = rng
+        self.photos = photos
+        self.pile: list[Photo] = []
+
+    def deal(self, avoid: set[Photo]) -> Photo:
+        """The next photo, not one in avoid (the product's own gallery) while the folder has others."""
+        if not self.pile:
+            self.pile = list(self.photos)
+            self.rng.shuffle(self.pile)
+        for index in range(len(self.pile) - 1, -1, -1):
+            if self.pile[index] not in avoid:
+                return self.pile.pop(index)
+        others = [photo for photo in self.photos if photo not in avoid]
+        return self.rng.choice(others) if others else self.pile.pop()
+
+
+def with_photos(products: list[Product], seed: int, photos: PhotoSet) -> list[Product]:
+    """Every image slot gets a photo of its truth: worn slots a worn photo, the others a not_worn one."""
+    decks = {label: PhotoDeck(seeded(seed, "photos", label), photos.of(label)) for label in ("worn", "not_worn")}
+    out = []
+    for product in products:
+        gallery: set[Photo] = set()
+        images = []
+        for image in product.images:
+            photo = decks[image.truth].deal(gallery)
+            gallery.add(photo)
+            images.append(replace(image, photo=photo, id=image_id(seed, product.sku, image.position, photo.path)))
+        out.append(replace(product, images=tuple(images)))
+    return out
+
+
+def build_catalogue(seed: int = 42, photos: PhotoSet | None = None) -> Catalogue:
+    """The whole shop for a seed (and photos); equal on every call (no global random state, no clock)."""
     taken: set[str] = set()
     products: list[Product] = []
     for brand in BRANDS:
         rng = seeded(seed, "brand", brand.path)
         # 36-60 products: two or three listing pages of 24.
         products.extend(make_product(rng, seed, brand, index, taken) for index in range(rng.randint(36, 60)))
-    return Catalogue(seed=seed, brands=BRANDS, products=tuple(products))
+    if photos is not None:
+        products = with_photos(products, seed, photos)
+    return Catalogue(seed=seed, brands=BRANDS, products=tuple(products), photos=photos)
 
 
 @lru_cache(maxsize=8)
-def catalogue_for(seed: int) -> Catalogue:
-    """The shared catalogue of a server or a truth file; built once per seed."""
-    return build_catalogue(seed)
+def catalogue_for(seed: int, photos: PhotoSet | None = None) -> Catalogue:
+    """The shared catalogue of a server or a truth file; built once per seed and photo set."""
+    return build_catalogue(seed, photos)
 
 
 def image_url(base_url: str, image: Image, width: int = 1800) -> str:
@@ -381,7 +434,7 @@ def product_url(base_url: str, product: Product) -> str:
 
 TRUTH_COLUMNS = (
     "image_url", "item_id", "sku", "brand", "brand_path", "product_url", "position",
-    "kind", "truth", "is_packshot", "defect", "page_defect",
+    "kind", "truth", "is_packshot", "defect", "page_defect", "photo",
 )
 
 
@@ -401,6 +454,7 @@ def truth_rows(catalogue: Catalogue, base_url: str) -> list[dict]:
             "is_packshot": image.is_packshot,
             "defect": image.defect or "",
             "page_defect": product.page_defect or "",
+            "photo": image.photo.path if image.photo else "",  # the source photo under --photos DIR
         }
         for product in catalogue.products
         for image in product.images
@@ -415,9 +469,9 @@ def truth_csv(catalogue: Catalogue, base_url: str) -> str:
     return buffer.getvalue()
 
 
-def write_truth_csv(path: str | Path, base_url: str, seed: int = 42) -> int:
+def write_truth_csv(path: str | Path, base_url: str, seed: int = 42, photos: PhotoSet | None = None) -> int:
     """Write the truth file for the shop served at base_url; returns the number of image rows."""
-    catalogue = catalogue_for(seed)
+    catalogue = catalogue_for(seed, photos)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(truth_csv(catalogue, base_url), encoding="utf-8")
     return sum(len(product.images) for product in catalogue.products)

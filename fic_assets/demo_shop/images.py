@@ -4,6 +4,10 @@ Four kinds, matching the kept truth: `worn` (the garment on a person-like figure
 (the garment alone on white), `flatlay` (the garment from above on a textured surface) and `detail` (a
 close-up of the fabric). Broken images (catalogue.IMAGE_DEFECTS) are produced here as well, so the server
 only maps an image id to bytes.
+
+An image with a real photo (`--photos DIR`) is served as the photo file's own bytes, read at request time, under
+the Content-Type of the format Pillow finds in them, at every imwidth (EXIF rotation and all: turning it upright
+is the client's job, as with a real shop). Its broken variants are made from the photo.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from PIL import Image as PILImage
-from PIL import ImageDraw
+from PIL import ImageDraw, ImageOps
 
 from fic_assets.demo_shop.catalogue import Image
 
@@ -421,9 +425,45 @@ def flat_grey_jpeg(width: int, height: int) -> bytes:
     ))
 
 
-@lru_cache(maxsize=2048)
+# Broken photos are re-encoded at most this wide (the URLs ask for imwidth=1800).
+PHOTO_DEFECT_WIDTH = 1800
+
+
+@lru_cache(maxsize=16)
+def broken_photo(image: Image) -> ImageBytes:
+    """The cmyk or png_alpha variant of an image's photo, upright, at most PHOTO_DEFECT_WIDTH wide."""
+    assert image.photo is not None
+    with PILImage.open(image.photo.file) as opened:
+        picture = ImageOps.exif_transpose(opened).convert("RGB")
+    if picture.width > PHOTO_DEFECT_WIDTH:
+        picture = picture.resize((PHOTO_DEFECT_WIDTH, round(PHOTO_DEFECT_WIDTH * picture.height / picture.width)),
+                                 PILImage.Resampling.BILINEAR)
+    if image.defect == "png_alpha":
+        return ImageBytes(PNG, encode(with_alpha(picture), "PNG"))
+    return ImageBytes(JPEG, encode(picture.convert("CMYK"), "JPEG"))
+
+
+def photo_bytes(image: Image) -> ImageBytes:
+    """A photo image's response: the file's bytes (not cached: a photo folder can be large), or its defect."""
+    assert image.photo is not None
+    if image.defect in ("cmyk", "png_alpha"):
+        return broken_photo(image)
+    data = image.photo.read()
+    if image.defect == "truncated":
+        data = data[: len(data) * 2 // 5]
+    return ImageBytes(image.photo.content_type, data)
+
+
 def image_bytes(image: Image, width: int = WIDTH) -> ImageBytes | None:
-    """What the shop serves for an image at a served width (see served_width); None when it is missing (404).
+    """What the shop serves for an image at a served width (see served_width); None when it is missing (404)."""
+    if image.defect in ("missing", "empty", "html", "huge") or image.photo is None:
+        return drawn_bytes(image, width)
+    return photo_bytes(image)
+
+
+@lru_cache(maxsize=2048)
+def drawn_bytes(image: Image, width: int = WIDTH) -> ImageBytes | None:
+    """A drawn image, or a defect that needs no picture.
 
     Cached because pages show the same images again and again (cards, thumbnails, recommendations).
     """

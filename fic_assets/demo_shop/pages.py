@@ -151,7 +151,9 @@ class Shop:
     # --- pages ----------------------------------------------------------------------------------------
 
     def health(self) -> Response:
-        body = {"shop": SHOP_ID, "seed": self.catalogue.seed, "products": len(self.catalogue.products)}
+        photos = self.catalogue.photos
+        body = {"shop": SHOP_ID, "seed": self.catalogue.seed, "products": len(self.catalogue.products),
+                "photos": photos.describe() if photos else None}
         return Response(200, "application/json", json.dumps(body).encode())
 
     def home(self) -> Response:

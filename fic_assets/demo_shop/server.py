@@ -4,6 +4,7 @@
     fic demo-shop --background       start a detached server (idempotent), print its URL
     fic demo-shop --stop             stop the background server of that port
     fic demo-shop --write-truth F    write the kept truth CSV for that host and port, then exit
+    fic demo-shop --photos DIR       any of these with real photos (DIR/worn/, DIR/not_worn/) instead of drawings
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from fic_assets import settings
 from fic_assets.net import port_is_free
 from fic_assets.demo_shop.catalogue import catalogue_for, write_truth_csv
 from fic_assets.demo_shop.pages import SHOP_ID, Response, Shop
+from fic_assets.demo_shop.photos import PhotosError, PhotoSet, load_photos
 
 START_TIMEOUT = 15.0
 ALLOWED_HOST_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
@@ -92,15 +94,16 @@ class DemoShopHandler(BaseHTTPRequestHandler):
 
 
 def make_server(host: str = settings.DEMO_SHOP_HOST, port: int = settings.DEMO_SHOP_PORT, seed: int = 42,
-                verbose: bool = False) -> DemoShopServer:
+                verbose: bool = False, photos: PhotoSet | None = None) -> DemoShopServer:
     """A bound, not yet serving demo shop; port 0 picks a free port (see server.server_address)."""
-    return DemoShopServer((host, port), Shop(catalogue_for(seed)), verbose=verbose)
+    return DemoShopServer((host, port), Shop(catalogue_for(seed, photos)), verbose=verbose)
 
 
 @contextmanager
-def running_demo_shop(seed: int = 42, port: int = 0, host: str = settings.DEMO_SHOP_HOST) -> Iterator[str]:
+def running_demo_shop(seed: int = 42, port: int = 0, host: str = settings.DEMO_SHOP_HOST,
+                      photos: PhotoSet | None = None) -> Iterator[str]:
     """Serve the demo shop in a background thread; yields its base URL ("http://127.0.0.1:PORT")."""
-    server = make_server(host, port, seed)
+    server = make_server(host, port, seed, photos=photos)
     thread = threading.Thread(target=server.serve_forever, name="demo-shop", daemon=True)
     thread.start()
     try:
@@ -137,16 +140,29 @@ def pid_file(port: int) -> Path:
     return data_dir() / f"demo-shop-{port}.pid"
 
 
-def start_background(host: str, port: int, seed: int) -> int:
+def serves(health: dict, seed: int, photos: PhotoSet | None) -> bool:
+    """Whether a running demo shop (its /_demo/health) serves this seed's catalogue with these images."""
+    theirs = (health.get("photos") or {}).get("fingerprint")
+    return health.get("seed") == seed and theirs == (photos.fingerprint if photos else None)
+
+
+def describe(seed: object, photos: dict | PhotoSet | None) -> str:
+    if isinstance(photos, PhotoSet):
+        photos = photos.describe()
+    what = f"the photos in {photos.get('dir')} (fingerprint {photos.get('fingerprint')})" if photos else "drawn images"
+    return f"seed {seed} and {what}"
+
+
+def start_background(host: str, port: int, seed: int, photos: PhotoSet | None = None) -> int:
     """Start a detached `fic demo-shop` on host:port unless our shop already answers there."""
     url = f"http://{host}:{port}"
     found = probe(url)
-    if isinstance(found, dict) and found.get("seed") == seed:
+    if isinstance(found, dict) and serves(found, seed, photos):
         print(url)
         return 0
     if isinstance(found, dict):
-        print(f"error: a demo shop with seed {found.get('seed')} already runs on {url}; stop it first "
-              f"(fic demo-shop --stop --port {port})", file=sys.stderr)
+        print(f"error: a demo shop with {describe(found.get('seed'), found.get('photos'))} already runs on {url}, "
+              f"not {describe(seed, photos)}; stop it first (fic demo-shop --stop --port {port})", file=sys.stderr)
         return 1
     if found == "other" or not port_is_free(host, port):
         print(f"error: port {port} on {host} is busy with something that is not the demo shop; "
@@ -154,6 +170,8 @@ def start_background(host: str, port: int, seed: int) -> int:
         return 1
     log_path = data_dir() / f"demo-shop-{port}.log"
     command = [sys.executable, "-m", "fic_assets.cli", "demo-shop", "--host", host, "--port", str(port), "--seed", str(seed)]
+    if photos is not None:
+        command += ["--photos", str(photos.root)]
     with open(log_path, "ab") as log:
         # Its own session: Ctrl-C in this terminal does not reach it, and --stop can end its whole group.
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -210,11 +228,13 @@ def interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def serve_foreground(host: str, port: int, seed: int, verbose: bool) -> int:
-    server = make_server(host, port, seed, verbose=verbose)
+def serve_foreground(host: str, port: int, seed: int, verbose: bool, photos: PhotoSet | None = None) -> int:
+    server = make_server(host, port, seed, verbose=verbose, photos=photos)
     # SIGTERM (from --stop) ends the loop like Ctrl-C, so the socket is closed cleanly.
     signal.signal(signal.SIGTERM, interrupt)
-    print(f"demo shop (seed {seed}) serving on {server.base_url} - Ctrl-C to stop", flush=True)
+    images = (f"{len(photos.worn)} worn and {len(photos.not_worn)} not_worn photos from {photos.root}" if photos
+              else "drawn images")
+    print(f"demo shop (seed {seed}, {images}) serving on {server.base_url} - Ctrl-C to stop", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -230,6 +250,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default=settings.DEMO_SHOP_HOST)
     parser.add_argument("--port", type=int, default=settings.DEMO_SHOP_PORT)
     parser.add_argument("--seed", type=int, default=42, help="catalogue seed (default 42)")
+    parser.add_argument("--photos", metavar="DIR", help="serve real photos from DIR/worn/ and DIR/not_worn/ instead of "
+                        "drawn images (the folder is the kept truth; unreadable files are skipped with a warning)")
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--background", action="store_true", help="start detached; no-op when already running")
     action.add_argument("--stop", action="store_true", help="stop the background shop on --port")
@@ -238,20 +260,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def photos_or_exit(folder: str | None) -> PhotoSet | None:
+    """The checked photo set of --photos, or SystemExit(2) with the reason it cannot be used."""
+    if folder is None:
+        return None
+    try:
+        return load_photos(folder)
+    except PhotosError as error:
+        print(f"error: --photos: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.write_truth:
-        rows = write_truth_csv(args.write_truth, f"http://{args.host}:{args.port}", args.seed)
-        print(f"wrote {rows} image rows to {args.write_truth}")
-        return 0
     if args.stop:
         return stop_background(args.port)
+    photos = photos_or_exit(args.photos)
+    if args.write_truth:
+        rows = write_truth_csv(args.write_truth, f"http://{args.host}:{args.port}", args.seed, photos)
+        print(f"wrote {rows} image rows to {args.write_truth}")
+        return 0
     if args.background:
         if args.port == 0:
             print("error: --background needs a fixed --port", file=sys.stderr)
             return 2
-        return start_background(args.host, args.port, args.seed)
-    return serve_foreground(args.host, args.port, args.seed, args.verbose)
+        return start_background(args.host, args.port, args.seed, photos)
+    return serve_foreground(args.host, args.port, args.seed, args.verbose, photos)
 
 
 if __name__ == "__main__":
