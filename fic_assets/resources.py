@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,8 +142,12 @@ class CrawlerResource(dg.ConfigurableResource):
             )
         return result
 
-    def crawl_brands(self, brand_paths: Sequence[str], work_dir: Path) -> CrawlResult:
-        return self.run_spider("zalando", work_dir, {"brands": ",".join(brand_paths), "max_pages": str(self.max_pages)})
+    def crawl_brands(self, brand_paths: Sequence[str], work_dir: Path, brand_keys: Mapping[str, str] | None = None) -> CrawlResult:
+        """brand_keys: {path: partition key} for the paths whose key is not their plain slug (collisions)."""
+        args = {"brands": ",".join(brand_paths), "max_pages": str(self.max_pages)}
+        if brand_keys:
+            args["brand_keys"] = json.dumps(dict(brand_keys), ensure_ascii=False)
+        return self.run_spider("zalando", work_dir, args)
 
 
 def _tail(log_path: Path, stderr: str, lines: int = 30) -> str:

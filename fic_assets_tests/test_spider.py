@@ -162,7 +162,8 @@ def test_robots_txt_is_obeyed_and_missing_pages_are_counted(demo_shop_url: str, 
     assert result.stats["robotstxt/forbidden"] == 2
     assert result.stats["fic/dropped/ignored"] == 1  # the product under /_demo/
     assert result.stats["fic/dropped/http_404"] == 1  # the gone product
-    assert result.stats["httperror/response_ignored_status_count/404"] == 1  # the unknown brand's listing
+    # Each brand's listing outcome, for the asset to fail or mark the brand: robots.txt-forbidden, 404.
+    assert (result.stats["fic/listing/demo"], result.stats["fic/listing/no-such-brand"]) == ("ignored", "http_404")
     # robots.txt, /no-such-brand/ and /gone-...html only: nothing under /_demo/ went out.
     assert result.stats["downloader/request_count"] == 3
     assert f"dropped product page {demo_shop_url}/gone-le2aaaaaa-aab.html (http_404)" in result.log
@@ -172,7 +173,8 @@ def test_brands_spider_reads_the_brand_index(demo_shop_url: str, tmp_path: Path)
     result = crawl(tmp_path, demo_shop_url, spider="zalando_brands")
     assert result.returncode == 0, result.log[-3000:]
     assert result.items == [
-        {"name": brand.name, "slug": brand.path, "url": f"{demo_shop_url}/{brand.path}/"} for brand in CATALOGUE.brands
+        {"name": brand.name, "slug": brand.path, "url": f"{demo_shop_url}/{brand.path}/", "path": brand.path}
+        for brand in CATALOGUE.brands
     ]
     assert result.stats["fic/pages/brand_index"] == 1
 

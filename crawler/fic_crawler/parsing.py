@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
@@ -40,14 +40,24 @@ CURRENCY_SYMBOLS = {
 }
 KRONE_BY_LANGUAGE = {"sv": "SEK", "da": "DKK", "nb": "NOK", "no": "NOK", "nn": "NOK"}
 PRICE_TEXT = re.compile(r"\d.{0,20}?(?:€|£|\$|chf|fr\.|zł|kč|kr|ft|lei|[a-z]{3})|(?:€|£|\$|chf|fr\.|[a-z]{3})\s?\d", re.IGNORECASE)
+# Sane bounds for a price in any currency the shops use (a 10 000 EUR coat is ~4 M HUF): above this, `1e308`,
+# `inf` and `nan` are markup bugs or hostile values, never what a piece costs.
+MAX_PRICE = 10_000_000.0
+EXPONENT = re.compile(r"\d[eE][+-]?\d")
+# Image URLs the feed may carry: fetched later by the platform, so only the web's own schemes.
+IMAGE_SCHEMES = frozenset({"http", "https"})
 
 
 class NoProductError(ValueError):
-    """The page holds no product (a listing, a 404 page, an empty or JavaScript-only page)."""
+    """The page holds no product (a listing, a 404 page, an empty or JavaScript-only page).
 
-    def __init__(self, reason: str) -> None:
+    `kind` is the drop reason the spider counts (`fic/dropped/<kind>`); `reason` says why in words.
+    """
+
+    def __init__(self, reason: str, kind: str = "no_product") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 # --- small text and URL helpers -------------------------------------------------------------------------
@@ -145,7 +155,8 @@ def _strip_script_wrappers(text: str) -> str:
 def json_ld_nodes(sel: Selector, notes: list[str]) -> Iterator[dict]:
     """Every JSON object in the page's ld+json scripts, lists and `@graph` flattened.
 
-    A script with invalid JSON is skipped and noted: one broken block must not hide a good one.
+    A script with invalid JSON is skipped and noted: one broken block must not hide a good one. So is a script
+    nested deeper than the JSON decoder's recursion limit (hostile or broken: no shop nests a Product 1000 deep).
     """
     for index, raw in enumerate(sel.xpath('//script[contains(@type, "ld+json")]/text()').getall()):
         text = _strip_script_wrappers(raw)
@@ -157,6 +168,10 @@ def json_ld_nodes(sel: Selector, notes: list[str]) -> Iterator[dict]:
         except ValueError as error:
             notes.append("invalid_json_ld")
             logger.debug("skipping ld+json script #%d: invalid JSON (%s)", index, error)
+            continue
+        except RecursionError:
+            notes.append("json_ld_too_deep")
+            logger.debug("skipping ld+json script #%d: nested too deep to decode", index)
             continue
         yield from _walk_json_ld(data, depth=0)
 
@@ -180,14 +195,87 @@ def is_product_node(node: dict) -> bool:
     return any(isinstance(t, str) and t.rsplit("/", 1)[-1].lower() in PRODUCT_TYPES for t in types)
 
 
-def pick_product(nodes: Iterable[dict], url_sku: str | None) -> dict | None:
-    """The page's own Product: the one whose SKU matches the URL when several are marked up."""
-    products = [node for node in nodes if is_product_node(node)]
-    if url_sku:
-        for product in products:
-            if (json_text(product.get("sku")) or "").upper() == url_sku:
-                return product
-    return products[0] if products else None
+def _node_skus(node: dict) -> set[str]:
+    return {text.upper() for text in (json_text(node.get(key)) for key in ("sku", "productID", "mpn")) if text}
+
+
+def _node_urls(node: dict, page_url: str) -> set[str]:
+    urls = set()
+    for key in ("url", "@id"):
+        value = node.get(key)
+        if isinstance(value, str) and value.strip():
+            urls.add(url_without_query(urljoin(page_url, value.strip())))
+    return urls
+
+
+def pick_product(
+    nodes: Iterable[dict], url_sku: str | None, page_urls: Iterable[str] = (),
+    heading: Callable[[], Iterable[str | None]] = tuple,
+) -> dict | None:
+    """The page's own Product among the JSON-LD nodes; None when there is none.
+
+    One Product is the page's unless it names another product on every count (its SKU is not the URL's, its
+    URL is not the page's or canonical one, its name is not the <h1>). With several (the page's own beside
+    recommendations), the one that matches the page: by SKU, else by URL / canonical link, else by the <h1>;
+    when none matches (or two match equally) NoProductError(kind="ambiguous_product"): never a guess.
+    `heading` gives the page's <h1> texts; called only when SKU and URL do not decide.
+    """
+    products: list[dict] = []
+    seen: set[str] = set()
+    for node in nodes:
+        if not is_product_node(node):
+            continue
+        # The same product twice (tag managers repeat blocks) is one product; not json.dumps: a node nested
+        # hundreds deep would recurse again.
+        key = repr((sorted(_node_skus(node)), json_text(node.get("name")), sorted(_node_urls(node, ""))))
+        if key not in seen:
+            seen.add(key)
+            products.append(node)
+    if not products:
+        return None
+    page_urls = [url for url in page_urls if url]
+    urls = {url_without_query(url) for url in page_urls}
+    page_url = page_urls[0] if page_urls else ""
+    folded: list[set[str]] = []
+
+    def headings() -> set[str]:
+        if not folded:
+            folded.append({fold(text) for text in heading() if text})
+        return folded[0]
+
+    def by_sku(node: dict) -> bool:
+        return bool(url_sku) and any(sku == url_sku or sku.startswith(url_sku) for sku in _node_skus(node))
+
+    def by_url(node: dict) -> bool:
+        return bool(urls & _node_urls(node, page_url))
+
+    def by_heading(node: dict) -> bool:
+        name = json_text(node.get("name"))
+        return bool(name) and fold(name) in headings()
+
+    if len(products) == 1:
+        node = products[0]
+        contradicts = (
+            bool(url_sku and _node_skus(node)) and not by_sku(node)
+            and not by_url(node) and bool(json_text(node.get("name"))) and bool(headings()) and not by_heading(node)
+        )
+        if not contradicts:
+            return node
+        raise NoProductError(
+            f"the only schema.org Product in JSON-LD ({json_text(node.get('name'))!r}, SKU {sorted(_node_skus(node))}) "
+            f"is not this page's: SKU {url_sku}, <h1> {sorted(headings())}",
+            kind="product_mismatch",
+        )
+    for matches in (by_sku, by_url, by_heading):
+        found = [node for node in products if matches(node)]
+        if found and (len(found) == 1 or matches is by_sku):
+            return found[0]  # two blocks with the page's own SKU describe the same product
+    names = [json_text(node.get("name")) for node in products]
+    raise NoProductError(
+        f"{len(products)} schema.org Products in JSON-LD ({names}) and none matches the page's SKU {url_sku}, "
+        f"URL / canonical link or <h1> {sorted(headings())}",
+        kind="ambiguous_product",
+    )
 
 
 def json_text(value: Any) -> str | None:
@@ -201,12 +289,30 @@ def json_text(value: Any) -> str | None:
     return clean_text(value) if isinstance(value, str) else None
 
 
-def parse_amount(value: Any) -> float | None:
-    """A JSON-LD price: number or string ("34.99"); None when unparseable or not a real price."""
+def sane_price(amount: float | None, notes: list[str] | None = None) -> float | None:
+    """The amount when it can be what a piece costs: finite, above zero, at most MAX_PRICE.
+
+    Zero is a placeholder (a sold-out size), dropped quietly; NaN, infinities, `1e308` and negative amounts are
+    rejected and noted (`price_rejected`).
+    """
+    if amount is None or amount == 0:
+        return None
+    if not math.isfinite(amount) or amount < 0 or amount > MAX_PRICE:
+        if notes is not None:
+            notes.append("price_rejected")
+        return None
+    return amount
+
+
+def parse_amount(value: Any, notes: list[str] | None = None) -> float | None:
+    """A JSON-LD price: number or string ("34.99"); None when unparseable or not a sane price (see sane_price)."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
-        amount = float(value)
+        try:
+            amount = float(value)
+        except OverflowError:  # an int with hundreds of digits
+            amount = math.inf
     elif isinstance(value, str):
         text = value.strip()
         try:
@@ -217,46 +323,117 @@ def parse_amount(value: Any) -> float | None:
                 return None
     else:
         return None
-    # A zero or negative offer price is a placeholder (sold-out size), never what the piece costs.
-    return amount if math.isfinite(amount) and amount > 0 else None
+    return sane_price(amount, notes)
 
 
-def _offer_prices(offers: Any, currency: str | None, depth: int = 0) -> Iterator[tuple[float, str | None]]:
+def _offer_prices(offers: Any, currency: str | None, notes: list[str] | None, depth: int = 0) -> Iterator[tuple[float, str | None]]:
     if depth > 4:
         return
     if isinstance(offers, list):
         for offer in offers:
-            yield from _offer_prices(offer, currency, depth + 1)
+            yield from _offer_prices(offer, currency, notes, depth + 1)
         return
     if not isinstance(offers, dict):
         return
     currency = json_text(offers.get("priceCurrency")) or currency
     for key in ("price", "lowPrice"):
-        amount = parse_amount(offers.get(key))
+        amount = parse_amount(offers.get(key), notes)
         if amount is not None:
-            yield amount, currency
+            yield amount, currency.upper() if currency else None
     for key in ("priceSpecification", "offers"):
         if key in offers:
-            yield from _offer_prices(offers[key], currency, depth + 1)
+            yield from _offer_prices(offers[key], currency, notes, depth + 1)
 
 
-def lowest_offer(offers: Any) -> tuple[float | None, str | None]:
-    """Lowest offer price and that offer's currency (offers per size may differ; the listing shows the lowest)."""
-    prices = list(_offer_prices(offers, None))
+def offer_prices(offers: Any, notes: list[str] | None = None) -> list[tuple[float, str | None]]:
+    """Every sane (amount, ISO currency) of a JSON-LD `offers` value, in document order."""
+    return list(_offer_prices(offers, None, notes))
+
+
+def choose_offer(
+    prices: list[tuple[float, str | None]], currency: str | None = None, notes: list[str] | None = None
+) -> tuple[float | None, str | None]:
+    """The lowest offer, never comparing amounts across currencies.
+
+    Offers in one currency: the lowest. In several: the lowest in `currency` (the page's own, see
+    page_currency); when the page names none of them, no price at all (noted `ambiguous_currency`), because
+    25 GBP and 30 EUR are not comparable numbers.
+    """
     if not prices:
         return None, None
-    amount, currency = min(prices, key=lambda pair: pair[0])
-    return amount, currency.upper() if currency else None
+    known = {code for _, code in prices if code}
+    if len(known) > 1:
+        if notes is not None:
+            notes.append("mixed_currencies")
+        if not currency or currency.upper() not in known:
+            if notes is not None:
+                notes.append("ambiguous_currency")
+            return None, None
+        known = {currency.upper()}
+    if known:
+        (code,) = known
+        prices = [pair for pair in prices if pair[1] == code]
+    amount, code = min(prices, key=lambda pair: pair[0])
+    return amount, code
 
 
-def json_ld_image_urls(value: Any) -> list[str]:
+def lowest_offer(offers: Any, currency: str | None = None, notes: list[str] | None = None) -> tuple[float | None, str | None]:
+    """Lowest offer price and its currency (offers per size may differ; the listing shows the lowest)."""
+    return choose_offer(offer_prices(offers, notes), currency, notes)
+
+
+def page_currency(sel: Selector, markup: "Markup") -> str | None:
+    """The currency the page shows its price in: the visible price, else a price:currency / itemprop meta."""
+    visible = markup.details[1]
+    if visible:
+        return visible
+    for value in sel.xpath(
+        '//meta[@property="product:price:currency" or @property="og:price:currency" or @itemprop="priceCurrency"]/@content'
+    ).getall():
+        if re.fullmatch(r"\s*[A-Za-z]{3}\s*", value):
+            return value.strip().upper()
+    return None
+
+
+def json_ld_image_urls(value: Any, depth: int = 0) -> list[str]:
+    if depth > 4:
+        return []
     if isinstance(value, str):
         return [value.strip()] if value.strip() else []
     if isinstance(value, list):
-        return [url for entry in value for url in json_ld_image_urls(entry)]
+        return [url for entry in value for url in json_ld_image_urls(entry, depth + 1)]
     if isinstance(value, dict):
-        return json_ld_image_urls(value.get("contentUrl") or value.get("url"))
+        return json_ld_image_urls(value.get("contentUrl") or value.get("url"), depth + 1)
     return []
+
+
+def image_url_problem(url: str) -> str | None:
+    """Why an (absolute) image URL must not reach the feed, or None: only http(s) URLs with a host.
+
+    `javascript:`, `data:`, `ftp:`, `file:` and friends, and URLs with whitespace or control characters
+    (which browsers strip, so they hide a scheme), would be fetched by the platform later.
+    """
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
+        return "control_characters"
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in IMAGE_SCHEMES:
+        return f"scheme_{re.sub(r'[^a-z0-9+.-]', '', parts.scheme.lower())[:20] or 'none'}"
+    if not parts.hostname:
+        return "no_host"
+    return None
+
+
+def allowed_image_urls(urls: Iterable[str], page_url: str, notes: list[str]) -> list[str]:
+    """The URLs that may reach the feed; each other one is dropped and noted `image_dropped/<why>`."""
+    kept = []
+    for url in urls:
+        problem = image_url_problem(url)
+        if problem is None:
+            kept.append(url)
+            continue
+        notes.append(f"image_dropped/{problem}")
+        logger.warning("%s: image URL dropped (%s): %.120r", page_url, problem, url)
+    return kept
 
 
 # --- visible markup (fallback) --------------------------------------------------------------------------
@@ -290,11 +467,11 @@ def currency_code(symbol: str | None, language: str) -> str | None:
 def parse_price_text(text: str, language: str) -> tuple[float, str | None] | None:
     """A visible price ("39,95 €" in de-DE, "£39.95" in en-GB) as (amount, ISO currency)."""
     text = text.strip()
-    # A leading minus is a discount amount ("-10,00 €"), not a price.
-    if not text or text[0] in "-\u2212" or not PRICE_TEXT.search(text):
+    # A leading minus is a discount amount ("-10,00 €"), not a price; an exponent ("1e308 €") is no price at all.
+    if not text or text[0] in "-\u2212" or not PRICE_TEXT.search(text) or EXPONENT.search(text):
         return None
     price = Price.fromstring(text, decimal_separator=decimal_separator(language))
-    if price.amount_float is None or price.amount_float <= 0 or not price.currency:
+    if sane_price(price.amount_float) is None or not price.currency:
         return None
     return price.amount_float, currency_code(price.currency, language)
 
@@ -517,13 +694,20 @@ def product_from_selector(sel: Selector, url: str, notes: list[str] | None = Non
     notes = notes if notes is not None else []
     url = url.split("#", 1)[0]
     url_sku = sku_from_url(url)
-    node = pick_product(json_ld_nodes(sel, notes), url_sku)
     markup = Markup(sel, url)
+
+    def heading() -> list[str | None]:
+        return [markup.name, clean_text("".join(markup.h1.itertext()))] if markup.h1 is not None else []
+
+    node = pick_product(json_ld_nodes(sel, notes), url_sku, page_urls=[url, canonical_url(sel) or ""], heading=heading)
     if node is None:
         if markup.h1 is None:
-            raise NoProductError("no schema.org Product in JSON-LD and no <h1> product heading")
+            raise NoProductError("no schema.org Product in JSON-LD and no <h1> product heading" + _unread_json_ld(notes))
         if not markup.looks_like_product:
-            raise NoProductError(f"no schema.org Product in JSON-LD and no price, colour or gallery next to the <h1> {markup.name!r}")
+            raise NoProductError(
+                f"no schema.org Product in JSON-LD and no price, colour or gallery next to the <h1> {markup.name!r}"
+                + _unread_json_ld(notes)
+            )
         notes.append("markup_only")
         node = {}
 
@@ -531,14 +715,18 @@ def product_from_selector(sel: Selector, url: str, notes: list[str] | None = Non
     brand = json_text(node.get("brand")) or _noted(markup.brand, "brand_from_markup", node, notes)
     sku = json_text(node.get("sku"))
     sku = sku.upper() if sku else url_sku
-    price, currency = lowest_offer(node.get("offers"))
+    prices = offer_prices(node.get("offers"), notes)
+    # Several currencies among the offers: only the page's own currency is comparable (never 25 GBP < 30 EUR).
+    shown = page_currency(sel, markup) if len({code for _, code in prices if code}) > 1 else None
+    price, currency = choose_offer(prices, shown, notes)
     if price is None:
         price, currency, _ = markup.details
         _noted(price, "price_from_markup", node, notes)
     colour = json_text(node.get("color")) or markup.details[2]
     image_urls = [urljoin(url, html_lib.unescape(u)) for u in json_ld_image_urls(node.get("image"))]
+    image_urls = allowed_image_urls(image_urls, url, notes)
     if not image_urls:
-        image_urls = markup.gallery_urls(name)
+        image_urls = allowed_image_urls(markup.gallery_urls(name), url, notes)
         _noted(image_urls, "images_from_markup", node, notes)
     return {
         "item_id": item_id_for(sku, url),
@@ -551,6 +739,11 @@ def product_from_selector(sel: Selector, url: str, notes: list[str] | None = Non
         "url": url,
         "images": image_records(image_urls),
     }
+
+
+def _unread_json_ld(notes: list[str]) -> str:
+    skipped = [note for note in ("json_ld_too_deep", "invalid_json_ld") if note in notes]
+    return f" (ld+json scripts skipped unread: {', '.join(skipped)})" if skipped else ""
 
 
 def _noted(value: Any, note: str, node: dict, notes: list[str]) -> Any:

@@ -27,7 +27,8 @@ def item_key(item: Any) -> str | None:
     if isinstance(item, ProductItem):
         return f"product:{item.get('item_id')}"
     if isinstance(item, BrandItem):
-        return f"brand:{item.get('slug')}"
+        # The shop's path is the brand's identity: two paths sharing a slug are two brands, not a duplicate.
+        return f"brand:{item.get('path') or item.get('slug')}"
     return None
 
 
@@ -58,7 +59,7 @@ class ValidationPipeline(_StatsPipeline):
 
 
 class DedupePipeline(_StatsPipeline):
-    """One item per product (item_id) or brand (slug) per crawl: listings repeat products across pages."""
+    """One item per product (item_id) or brand (shop path) per crawl: listings repeat products across pages."""
 
     def __init__(self, stats: StatsCollector) -> None:
         super().__init__(stats)

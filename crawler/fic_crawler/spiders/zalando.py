@@ -1,15 +1,22 @@
 """Brand listings -> product pages -> ProductItems.
 
     scrapy crawl zalando -a brands=levis,jack-jones [-a category=women-clothing] [-a max_pages=2]
+                         [-a brand_keys='{"LEVIS": "levis-1f2e3d"}']
                          [-a shop_url=https://www.zalando.de] [-a render=playwright] -O items.jsonl
     scrapy crawl zalando -a product_urls=https://www.zalando.de/...-le221a000-k11.html -O items.jsonl
 
-`product_urls` crawls single product pages (re-checks, the render tests); their brand_slug is the slug of
-the page's brand link path, the same key a brand listing would give.
+`brand_keys` (JSON, brand path -> partition key) names the partition of a path whose slug collides with
+another brand's; other paths are keyed by their slug. `product_urls` crawls single product pages (re-checks,
+the render tests); their brand_slug is the slug of the page's brand link path.
+
+How each brand's listing answered is in the stats: `fic/listing/<partition key>` = `ok`, `http_<status>`,
+`download_error` (refused, timed out, after retries), `ignored` (robots.txt) or `not_text`; a brand without
+the key was never requested. The Dagster asset fails or marks brands from it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Self
 from urllib.parse import quote, unquote
@@ -46,11 +53,13 @@ class ZalandoSpider(ShopSpider):
         category: str = "",
         max_pages: str | int | None = None,
         product_urls: str = "",
+        brand_keys: str = "",
         *args: Any,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.brand_paths = split_brand_paths(brands)
+        self.brand_keys = _brand_keys(brand_keys)
         self.product_urls = [url.strip() for url in product_urls.split(",") if url.strip()]
         if not self.brand_paths and not self.product_urls:
             raise ValueError("no brands to crawl: pass -a brands=levis,jack-jones (comma-separated brand paths)")
@@ -78,12 +87,15 @@ class ZalandoSpider(ShopSpider):
         # process_start_requests; Scrapy 2.13 refuses a start()-only spider with it enabled.
         self.note_crawl()
         for path in self.brand_paths:
-            slug = slug_of(path)
+            slug = self.brand_keys.get(path) or slug_of(path)
             if not slug:
-                self.logger.error("brand path %r has no slug ([a-z0-9-]); skipped", path)
+                self.logger.error("brand path %r has no slug ([a-z0-9-]) and no brand_keys entry; skipped", path)
                 self.count("fic/skipped/brand_without_slug")
                 continue
-            yield self.page_request(self.listing_url(path), self.parse_listing, cb_kwargs={"brand_slug": slug})
+            yield self.page_request(
+                self.listing_url(path), self.parse_listing, errback=self.listing_failed,
+                cb_kwargs={"brand_slug": slug, "first": True},
+            )
         for url in self.product_urls:
             yield self.product_request(url, brand_slug=None, listing_url=None)
 
@@ -91,11 +103,18 @@ class ZalandoSpider(ShopSpider):
         cb_kwargs = {"brand_slug": brand_slug, "listing_url": listing_url}
         return self.page_request(url, self.parse_product, errback=self.product_failed, cb_kwargs=cb_kwargs)
 
-    def parse_listing(self, response: Response, brand_slug: str) -> Iterator[scrapy.Request]:
+    def listing_status(self, brand_slug: str, status: str) -> None:
+        self.crawler.stats.set_value(f"fic/listing/{brand_slug}", status)
+
+    def parse_listing(self, response: Response, brand_slug: str, first: bool = False) -> Iterator[scrapy.Request]:
         self.count("fic/pages/listing")
         if not isinstance(response, TextResponse):
             self.logger.warning("listing %s is not a text page (%s)", response.url, type(response).__name__)
+            if first:
+                self.listing_status(brand_slug, "not_text")
             return
+        if first:
+            self.listing_status(brand_slug, "ok")
         links = product_links(response.selector, response.url)
         if not links:
             self.count("fic/warnings/empty_listing")
@@ -106,7 +125,18 @@ class ZalandoSpider(ShopSpider):
             if self.max_pages and page_number(url) > self.max_pages:
                 continue
             # Every ?p=N link is followed; the duplicate filter drops the pages already requested.
-            yield self.page_request(url, self.parse_listing, cb_kwargs={"brand_slug": brand_slug})
+            yield self.page_request(url, self.parse_listing, errback=self.listing_failed, cb_kwargs={"brand_slug": brand_slug})
+
+    def listing_failed(self, failure: Failure) -> None:
+        """A listing page that never arrived: for page 1 the brand's listing status, for later pages a warning."""
+        request = failure.request
+        reason = failure_reason(failure)
+        if request.cb_kwargs.get("first"):
+            self.listing_status(request.cb_kwargs["brand_slug"], reason)
+            self.logger.error("brand listing %s failed (%s): %r", request.url, reason, failure.value)
+        else:
+            self.count(f"fic/warnings/listing_page_{reason}")
+            self.logger.warning("listing page %s failed (%s): %r", request.url, reason, failure.value)
 
     def parse_product(self, response: Response, brand_slug: str | None, listing_url: str | None) -> Iterator[ProductItem]:
         self.count("fic/pages/product")
@@ -117,28 +147,43 @@ class ZalandoSpider(ShopSpider):
         try:
             product = product_from_selector(response.selector, response.url, notes)
         except NoProductError as error:
-            self.drop_page(response.url, "no_product", error.reason)
+            self.drop_page(response.url, error.kind, error.reason)
             return
-        for note in notes:
-            self.count(f"fic/parse/{note}")
+        finally:
+            for note in notes:  # a dropped page's notes too (an ld+json script too deep to read, ...)
+                self.count(f"fic/parse/{note}")
         if brand_slug is None:
-            brand_slug = slug_of(brand_path(response.selector, response.url) or product["brand"] or "")
+            path = brand_path(response.selector, response.url)
+            brand_slug = self.brand_keys.get(path or "") or slug_of(path or product["brand"] or "")
         yield ProductItem(**product, brand_slug=brand_slug, listing_url=listing_url)
 
     def product_failed(self, failure: Failure) -> None:
         """A product page that never arrived (HTTP error after retries, timeout, refused) is a counted drop."""
-        request = failure.request
-        if failure.check(HttpError):
-            reason = f"http_{failure.value.response.status}"
-        elif failure.check(IgnoreRequest):
-            reason = "ignored"  # robots.txt or off-site; Scrapy's own stats say which
-        else:
-            reason = "download_error"
-        self.drop_page(request.url, reason, repr(failure.value))
+        self.drop_page(failure.request.url, failure_reason(failure), repr(failure.value))
 
     def drop_page(self, url: str, reason: str, detail: str) -> None:
         self.count(f"fic/dropped/{reason}")
         self.logger.warning("dropped product page %s (%s): %s", url, reason, detail)
+
+
+def failure_reason(failure: Failure) -> str:
+    if failure.check(HttpError):
+        return f"http_{failure.value.response.status}"
+    if failure.check(IgnoreRequest):
+        return "ignored"  # robots.txt or off-site; Scrapy's own stats say which
+    return "download_error"  # refused, timed out, DNS, cut connection: after the retries
+
+
+def _brand_keys(value: str) -> dict[str, str]:
+    if not value.strip():
+        return {}
+    try:
+        keys = json.loads(value)
+    except ValueError:
+        keys = None
+    if not isinstance(keys, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in keys.items()):
+        raise ValueError(f"brand_keys must be a JSON object of brand path -> partition key, got {value!r}")
+    return {unquote(path.strip().strip("/")): key for path, key in keys.items()}
 
 
 def _non_negative_int(value: Any, name: str) -> int:

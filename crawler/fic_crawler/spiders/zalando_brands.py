@@ -11,7 +11,7 @@ from typing import Any
 import scrapy
 from scrapy.http import Response, TextResponse
 
-from fic_crawler.items import BrandItem, brand_slug
+from fic_crawler.items import BrandItem, assign_brand_slugs, brand_slug
 from fic_crawler.parsing import parse_brand_index
 from fic_crawler.spiders.base import ShopSpider
 
@@ -40,10 +40,17 @@ class ZalandoBrandsSpider(ShopSpider):
         if not brands:
             self.count("fic/warnings/empty_brand_index")
             self.logger.warning("no brand links on the brand index %s", response.url)
+        # Every brand of the index is kept: slugs that collide (`Levi's` at /levi's/ and /levi-s/, /björn-borg/ and
+        # /bjorn-borg/) get a stable suffix instead of one brand dropping the other as a duplicate.
+        slugs, collisions = assign_brand_slugs(brand["path"] for brand in brands)
+        for collision in collisions:
+            self.count("fic/warnings/slug_collision")
+            self.logger.warning(
+                "brand path %r collides with %r on slug %r: partition key %r",
+                collision["path"], collision["collides_with"], brand_slug(collision["path"]), collision["slug"],
+            )
         for brand in brands:
-            slug = brand_slug(brand["path"])
-            if not slug:
-                self.count("fic/dropped/brand_without_slug")
-                self.logger.warning("brand %r at %s has no slug ([a-z0-9-]); skipped", brand["name"], brand["url"])
-                continue
-            yield BrandItem(name=brand["name"], slug=slug, url=brand["url"])
+            if not brand_slug(brand["path"]):
+                self.count("fic/warnings/brand_without_slug")
+                self.logger.warning("brand %r at %s has no slug characters ([a-z0-9-]): key %r", brand["name"], brand["url"], slugs[brand["path"]])
+            yield BrandItem(name=brand["name"], slug=slugs[brand["path"]], url=brand["url"], path=brand["path"])

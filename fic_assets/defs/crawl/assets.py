@@ -1,10 +1,11 @@
 """Crawl assets: brands discovered from the shop, and per-brand pieces and image URLs."""
 
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import dagster as dg
-from slugify import slugify
+from fic_crawler.items import assign_brand_slugs, brand_slug
 
 from fic_assets import settings, storage
 from fic_assets.defs.crawl.partitions import DUCKDB_POOL, brand_partitions
@@ -16,20 +17,31 @@ def crawl_work_dir(run_id: str, name: str) -> Path:
     return Path(settings.get("FIC_DATA_DIR")) / "crawls" / run_id / name
 
 
-def brand_rows(items: list[dict]) -> list[dict]:
-    """Brand items from the spider -> rows for `brands`; the slug is re-checked so a partition key is safe."""
-    rows = []
+def brand_rows(items: list[dict], known: Mapping[str, str] | None = None) -> tuple[list[dict], list[dict]]:
+    """Brand items from the spider -> rows for `brands`, and the brands whose key carries a collision suffix.
+
+    The shop's path is the brand: a path DuckDB knows keeps its slug, a new one gets its slug, or the slug plus
+    a stable hash suffix when another path holds it (fic_crawler.items.assign_brand_slugs). The spider's own
+    slug is ignored: it knows this index only, not the keys already given out.
+    """
+    by_path: dict[str, dict] = {}
     for item in items:
-        slug = slugify(item.get("slug") or item["name"])
-        if slug:
-            rows.append({"slug": slug, "name": item["name"], "url": item["url"]})
-    return rows
+        path = item.get("path") or storage.path_from_url(item.get("url") or "")
+        if path and item.get("name") and item.get("url"):
+            by_path.setdefault(path, item)
+    slugs, _ = assign_brand_slugs(by_path, known)
+    holders = {slug: path for path, slug in {**(known or {}), **slugs}.items()}
+    rows, suffixed = [], []
+    for path, item in by_path.items():
+        rows.append({"slug": slugs[path], "name": item["name"], "url": item["url"], "path": path})
+        if slugs[path] != brand_slug(path):
+            suffixed.append({"path": path, "name": item["name"], "slug": slugs[path],
+                             "collides_with": holders.get(brand_slug(path))})
+    return rows, suffixed
 
 
-def brand_path(url: str, slug: str) -> str:
-    """The shop path segment of a brand listing URL ('https://www.zalando.de/levis/' -> 'levis')."""
-    segments = [segment for segment in urlsplit(url).path.split("/") if segment]
-    return segments[-1] if segments else slug
+def stats_under(stats: dict, prefix: str) -> dict[str, int]:
+    return {key[len(prefix):]: int(value) for key, value in sorted(stats.items()) if key.startswith(prefix) and isinstance(value, int)}
 
 
 def crawl_metadata(result: CrawlResult) -> dict:
@@ -38,6 +50,9 @@ def crawl_metadata(result: CrawlResult) -> dict:
         "items": int(result.stats.get("item_scraped_count", 0)),
         "dropped": int(result.stats.get("item_dropped_count", 0)),
         "dropped_by_reason": dg.MetadataValue.json(result.dropped),
+        # Fallbacks and rejections inside pages that were kept: image URLs dropped, prices rejected, ...
+        "parse_notes": dg.MetadataValue.json(stats_under(result.stats, "fic/parse/")),
+        "warnings": dg.MetadataValue.json(stats_under(result.stats, "fic/warnings/")),
         "bad_feed_lines": result.bad_feed_lines,
         "crawl_log": dg.MetadataValue.path(str(result.log_path)),
     }
@@ -52,14 +67,23 @@ def crawl_metadata(result: CrawlResult) -> dict:
 def brands(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
     started = storage.utcnow()
     result = crawler.discover_brands(crawl_work_dir(context.run.run_id, "brands"))
-    rows = brand_rows(result.items)
     with duckdb.connect() as con, storage.transaction(con):
+        rows, suffixed = brand_rows(result.items, storage.brand_paths(con))
         upsert = storage.upsert_brands(con, rows, seen_at=started)
+        delisted = storage.mark_delisted(con, [row["slug"] for row in rows], started)
         storage.log_crawl(con, f"{context.run.run_id}:brands", "zalando_brands", [], started, storage.utcnow(), result.stats)
+    for brand in suffixed:
+        why = f"shares its slug with /{brand['collides_with']}/" if brand["collides_with"] else "has no slug characters"
+        context.log.warning(f"brand {brand['name']!r} at /{brand['path']}/ {why}: partition key {brand['slug']!r}")
+    if delisted:
+        context.log.warning(f"{len(delisted)} brand(s) no longer on the brand index, marked delisted (kept): {delisted}")
     return dg.MaterializeResult(
         metadata={
             "brands": upsert.total,
             "new_brands": dg.MetadataValue.json(upsert.new),
+            # Brands whose slug another path of the index holds: keyed slug-<hash of path>, none dropped.
+            "slug_collisions": dg.MetadataValue.json(suffixed),
+            "delisted_brands": dg.MetadataValue.json(delisted),
             "shop_url": crawler.shop_url,
             **crawl_metadata(result),
         }
@@ -89,23 +113,57 @@ def brands(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: 
 )
 def brand_catalogue(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: DuckDBResource):
     slugs = list(context.partition_keys)
-    with duckdb.connect(read_only=True) as con:
-        urls = storage.brand_urls(con, slugs)
-    unknown = [slug for slug in slugs if slug not in urls]
+    # A write connection, though it only reads here: it brings a file from before brands.path up to date.
+    with duckdb.connect() as con:
+        paths = storage.brand_listing_paths(con, slugs)
+    unknown = [slug for slug in slugs if slug not in paths]
     if unknown:
         raise dg.Failure(f"brand partitions {unknown} are not in DuckDB `brands`: materialize `brands` first")
     started = storage.utcnow()
-    result = crawler.crawl_brands([brand_path(urls[slug], slug) for slug in slugs], crawl_work_dir(context.run.run_id, "pieces"))
+    # The spider keys items by the plain slug of their path; a suffixed key (a colliding slug) is passed on.
+    keys = {paths[slug]: slug for slug in slugs if brand_slug(paths[slug]) != slug}
+    result = crawler.crawl_brands([paths[slug] for slug in slugs], crawl_work_dir(context.run.run_id, "pieces"), keys)
+    # How each brand's listing answered (the spider's `fic/listing/<slug>`): only `ok` is a crawled brand.
+    statuses = {slug: str(result.stats.get(f"fic/listing/{slug}", "not_requested")) for slug in slugs}
+    gone = [slug for slug in slugs if statuses[slug] in storage.GONE_STATUSES]
+    failed = {slug: status for slug, status in statuses.items() if status != "ok" and slug not in gone}
     with duckdb.connect() as con, storage.transaction(con):
         upsert = storage.upsert_items(con, result.items, seen_at=started)
-        storage.mark_crawled(con, slugs, storage.utcnow())
+        storage.record_listing_status(con, statuses, storage.utcnow())
         storage.log_crawl(con, context.run.run_id, "zalando", slugs, started, storage.utcnow(), result.stats)
-    context.log.info(f"crawled {len(slugs)} brand(s): {upsert}")
-    common = {"brands": dg.MetadataValue.json(slugs), **crawl_metadata(result)}
+    context.log.info(f"crawled {len(slugs)} brand(s): {upsert}; listings: {statuses}")
+    per_brand = Counter(item.get("brand_slug") for item in result.items)
+    # Each partition's materialization repeats this metadata: only counts and the brands with a problem.
+    common = {
+        "brands": dg.MetadataValue.json(slugs),
+        "listing_status": dg.MetadataValue.json(dict(Counter(statuses.values()))),
+        "gone_brands": dg.MetadataValue.json(gone),
+        "failed_brands": dg.MetadataValue.json(failed),
+        "brands_without_pieces": dg.MetadataValue.json([slug for slug in slugs if statuses[slug] == "ok" and not per_brand[slug]]),
+        **crawl_metadata(result),
+    }
+    if failed or len(gone) == len(slugs):
+        # A listing that never answered (refused, timed out, 5xx, robots.txt) is a crawl that reached nothing:
+        # the run fails and last_crawled stays. So does a run in which every listing is gone (404/410), which
+        # is more likely a wrong FIC_SHOP_URL than a shop that closed all its brands at once. The brands that
+        # did answer are stored (and their last_crawled moved); gone ones are marked in `brands` (gone_at).
+        problems = [f"{slug} ({status})" for slug, status in {**failed, **{slug: statuses[slug] for slug in gone}}.items()]
+        more = f" and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise dg.Failure(
+            description=(
+                f"crawl of {len(slugs)} brand(s) at {crawler.shop_url} reached nothing for {', '.join(problems[:20])}{more}; "
+                f"pages fetched: {result.pages}; log {result.log_path}"
+            ),
+            metadata={"pieces": upsert.pieces, "images": upsert.images, **common},
+        )
+    if gone:
+        context.log.warning(f"brand listing(s) gone (404/410), marked in `brands`.gone_at: {gone}")
     yield dg.MaterializeResult(
         asset_key="pieces",
         metadata={"pieces": upsert.pieces, "pieces_new": upsert.pieces_new, "price_changes": upsert.price_changes, **common},
     )
     yield dg.MaterializeResult(
-        asset_key="image_urls", metadata={"images": upsert.images, "images_new": upsert.images_new, **common}
+        asset_key="image_urls",
+        metadata={"images": upsert.images, "images_new": upsert.images_new, "image_links": upsert.image_links,
+                  "image_links_new": upsert.image_links_new, **common},
     )
