@@ -67,10 +67,8 @@ def main() -> None:
                 rows = label_sync.annotation_rows(ls.annotated_tasks(labelled_id), labelled_id, ls.annotator_names())
                 fetch_s = time.perf_counter() - started
                 annotations = label_sync.annotations_frame(rows)
-                resolved = label_sync.resolve_labels(annotations)
                 with storage.connect(Path(tmp) / "bench.duckdb") as con, storage.transaction(con):
-                    label_sync.replace_project_annotations(con, labelled_id, annotations)
-                    label_sync.write_labels(con, resolved)
+                    label_sync.sync_project(con, 1, annotations)  # project_key 1: the bench's only project
                 pull_s = time.perf_counter() - started
         finally:
             if args.url is None:

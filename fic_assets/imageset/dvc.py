@@ -2,14 +2,19 @@
 
 The pointer file is DVC's own choice, `<dir>.dvc` beside the directory (DVC 3 has no other). It holds the
 directory's `.dir` md5: commit it, and `dvc pull` in a fresh clone restores exactly that set from the remote.
-Remote URL and endpoint go to the committed .dvc/config; keys go only to .dvc/config.local (git-ignored by DVC).
+Remote URL and endpoint go to the committed .dvc/config; keys go only to .dvc/config.local (git-ignored by DVC),
+which this module writes itself, mode 0600, through a new file renamed into place: the secret is never on a
+command line (`ps` shows those to every user), never in a file another user can read, and a symlink planted at
+that path is replaced, not followed.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +29,9 @@ UNREACHABLE_MARKERS = ("Could not connect to the endpoint URL", "Connection refu
 CREDENTIAL_MARKERS = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "(403)",
                       "Unable to locate credentials", "NoCredentialsError")
 MISSING_BUCKET_MARKERS = ("NoSuchBucket", "Bucket does not exist")
+
+
+SECRET_FILE_MODE = 0o600
 
 
 class DvcError(RuntimeError):
@@ -87,9 +95,41 @@ class DvcProject:
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=self.timeout)
         except subprocess.TimeoutExpired as error:
             raise DvcError(f"dvc {' '.join(args)} did not finish within {self.timeout:g} s") from error
+        self.secure_local_config()  # whatever the command did (a `dvc remote modify --local` run by hand too)
         if done.returncode != 0:
             raise DvcError(explain_failure(action or args[0], done.stdout, self.endpoint_url()))
         return done.stdout
+
+    @property
+    def local_config(self) -> Path:
+        return self.root / ".dvc" / "config.local"
+
+    def secure_local_config(self) -> None:
+        """.dvc/config.local holds the S3 secret: owner read/write only, whoever created it."""
+        try:
+            mode = self.local_config.lstat().st_mode
+        except FileNotFoundError:
+            return
+        if stat.S_ISREG(mode) and stat.S_IMODE(mode) != SECRET_FILE_MODE:
+            os.chmod(self.local_config, SECRET_FILE_MODE)
+
+    def write_local_keys(self, remote: str, keys: dict[str, str]) -> None:
+        """Set keys of `remote` in .dvc/config.local, keeping what else it holds; the file ends up 0600."""
+        path = self.local_config
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A symlink is not read (its target is not ours to disclose) and is replaced by a regular file.
+        config = ConfigObj(str(path)) if path.is_file() and not path.is_symlink() else ConfigObj()
+        config.filename = None
+        config.setdefault(f'remote "{remote}"', {}).update(keys)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".config.local.")  # created 0600
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                os.fchmod(out.fileno(), SECRET_FILE_MODE)
+                out.write("\n".join(config.write()) + "\n")
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
     def is_initialized(self) -> bool:
         return (self.root / ".dvc" / "config").exists()
@@ -103,12 +143,12 @@ class DvcProject:
 
     def configure_remote(self, name: str, url: str, endpoint_url: str, access_key_id: str,
                          secret_access_key: str) -> None:
-        """Make `name` the default remote; URL and endpoint in .dvc/config, the keys in .dvc/config.local only."""
+        """Make `name` the default remote; URL and endpoint in .dvc/config, the keys in .dvc/config.local only
+        (mode 0600, written here rather than by `dvc remote modify --local`, which would put them in argv)."""
         self.ensure_init()
         self.run("remote", "add", "--default", "--force", name, url)
         self.run("remote", "modify", name, "endpointurl", endpoint_url)
-        self.run("remote", "modify", "--local", name, "access_key_id", access_key_id)
-        self.run("remote", "modify", "--local", name, "secret_access_key", secret_access_key)
+        self.write_local_keys(name, {"access_key_id": access_key_id, "secret_access_key": secret_access_key})
 
     def configure_s3_remote(self, remote: S3Remote) -> None:
         self.configure_remote(remote.name, remote.url, remote.endpoint_url, remote.access_key_id,

@@ -1,12 +1,15 @@
 """Label Studio through label-studio-sdk: the resource and the few calls the platform makes.
 
 Every call goes through `calls_to(url)`, which turns "server down" and "token refused" into errors that name
-the server and the setting to fix, instead of an httpx traceback.
+the server and the setting to fix, instead of an httpx traceback, and any other HTTP error into one short line
+(status, method, path, the first line of the body): a server error's 46 KB HTML page never reaches the run.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from fic_assets.labelling.errors import LabelStudioAuthError, LabelStudioError, LabelStudioUnavailable
+from fic_assets.labelling.projects import SeenProject
 
 LABEL_STUDIO_DIR = Path(__file__).resolve().parents[2] / "label_studio"
 CHOICES = ("worn", "not_worn", "unusable")
@@ -28,16 +32,65 @@ FROM_NAME, TO_NAME = "label", "image"
 PAGE_SIZE = 500
 
 
+ERROR_LINE_CHARS = 200
+
+
+def _trimmed(text: str, limit: int = ERROR_LINE_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def body_summary(body) -> str:
+    """One short line for an error body: JSON compacted, an HTML page's title (or h1), else its first line."""
+    if body is None or body == "":
+        return "(empty body)"
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if isinstance(body, dict):
+        # Label Studio's API errors: {"id", "status_code", "version", "detail", "exc_info", "validation_errors"?}
+        parts = [str(body[key]) for key in ("detail", "message", "error") if body.get(key)]
+        if body.get("validation_errors"):
+            parts.append(json.dumps(body["validation_errors"], ensure_ascii=False, default=str))
+        line = _trimmed(" ".join(parts) if parts else json.dumps(body, ensure_ascii=False, default=str))
+        return f"{line} (Label Studio error id {body['id']})" if parts and body.get("id") else line
+    if not isinstance(body, str):
+        return _trimmed(json.dumps(body, ensure_ascii=False, default=str))
+    head = body.lstrip()[:512].lower()
+    if head.startswith("<") and ("<html" in head or "<!doctype" in head or "<head" in head or "<body" in head):
+        found = re.search(r"<title[^>]*>(.*?)</title>", body, re.S | re.I) or re.search(r"<h1[^>]*>(.*?)</h1>", body, re.S | re.I)
+        first = html.unescape(re.sub(r"<[^>]+>", " ", found.group(1))) if found else ""
+        size = f"{len(body.encode()) / 1024:.0f} KB" if len(body) >= 1024 else f"{len(body.encode())} bytes"
+        return f"{_trimmed(first) or 'an HTML page'} ({size} HTML page, not shown)"
+    lines = [line for line in body.splitlines() if line.strip()]
+    more = " (…)" if len(lines) > 1 else ""
+    return _trimmed(lines[0]) + more if lines else "(blank body)"
+
+
+class FailedRequests:
+    """httpx response hook: remembers the last request Label Studio answered with an error (the SDK's ApiError
+    carries the status and body, not which request it was)."""
+
+    def __init__(self) -> None:
+        self.last: tuple[str, str] | None = None
+
+    def __call__(self, response: httpx.Response) -> None:
+        if response.status_code >= 400:
+            url = response.request.url  # the path only: a query string can be long (Data Manager filters)
+            self.last = (response.request.method, url.path + ("?…" if url.query else ""))
+
+
 @contextmanager
-def calls_to(url: str) -> Iterator[None]:
+def calls_to(url: str, failed: FailedRequests | None = None) -> Iterator[None]:
     try:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.RemoteProtocolError) as error:
         raise LabelStudioUnavailable(f"Label Studio at {url} is not reachable ({error}); start it with label_studio/start or fix FIC_LABEL_STUDIO_URL") from error
     except ApiError as error:
         if error.status_code in (401, 403):
-            raise LabelStudioAuthError(f"Label Studio at {url} refused the API token (HTTP {error.status_code}); check FIC_LABEL_STUDIO_TOKEN") from error
-        raise LabelStudioError(f"Label Studio at {url} answered HTTP {error.status_code}: {error.body}") from error
+            raise LabelStudioAuthError(f"Label Studio at {url} refused the API token (HTTP {error.status_code}); check FIC_LABEL_STUDIO_TOKEN") from None
+        request = f" to {failed.last[0]} {_trimmed(failed.last[1], 300)}" if failed and failed.last else ""
+        # `from None`: the ApiError holds the whole body, which Dagster would show again as the cause.
+        raise LabelStudioError(f"Label Studio at {url} answered HTTP {error.status_code}{request}: {body_summary(error.body)}") from None
 
 
 def labeling_config() -> str:
@@ -61,13 +114,14 @@ class LabelStudioResource(dg.ConfigurableResource):
     project_title: str = "fic: is the garment worn?"
     timeout_seconds: float = 60.0
 
-    def client(self) -> LabelStudio:
-        return LabelStudio(base_url=self.url, api_key=self.token, timeout=self.timeout_seconds)
+    def client(self, http: httpx.Client | None = None) -> LabelStudio:
+        return LabelStudio(base_url=self.url, api_key=self.token, timeout=self.timeout_seconds, httpx_client=http)
 
     @contextmanager
     def session(self) -> Iterator["LabelStudioSession"]:
-        with calls_to(self.url):
-            yield LabelStudioSession(self.client(), self.url, self.project_title)
+        failed = FailedRequests()
+        with calls_to(self.url, failed), httpx.Client(timeout=self.timeout_seconds, event_hooks={"response": [failed]}) as http:
+            yield LabelStudioSession(self.client(http), self.url.rstrip("/"), self.project_title)
 
 
 @dataclass
@@ -75,6 +129,7 @@ class ProjectState:
     id: int
     created: bool
     updated: bool
+    created_at: datetime | None = None
 
 
 @dataclass
@@ -85,18 +140,30 @@ class LabelStudioSession:
     url: str
     title: str
 
-    def find_project(self) -> int | None:
+    def _find(self):
         # The API's title filter matches substrings: compare exactly here.
         for project in self.ls.projects.list(title=self.title):
             if project.title == self.title:
-                return project.id
+                return project
         return None
 
+    def find_project(self) -> int | None:
+        project = self._find()
+        return project.id if project else None
+
     def project_id(self) -> int:
-        project_id = self.find_project()
-        if project_id is None:
+        return self.project().id
+
+    def project(self) -> SeenProject:
+        """The project of this title, with what identifies it beyond its id (its creation time)."""
+        project = self._find()
+        if project is None:
             raise LabelStudioError(f"Label Studio at {self.url} has no project {self.title!r}: materialize `label_studio_project` first")
-        return project_id
+        return SeenProject(project.id, project.created_at, self.title, self.url)
+
+    def server_projects(self) -> dict[int, datetime | None]:
+        """id -> created_at of every project on the server (tells a deleted project from a replaced one)."""
+        return {project.id: project.created_at for project in self.ls.projects.list(page_size=PAGE_SIZE)}
 
     def ensure_project(self, label_config: str, expert_instruction: str) -> ProjectState:
         """Create the project, or bring its config and instructions up to date; idempotent."""
@@ -105,12 +172,15 @@ class LabelStudioSession:
             project = self.ls.projects.create(
                 title=self.title, label_config=label_config, expert_instruction=expert_instruction, show_instruction=True
             )
-            return ProjectState(project.id, created=True, updated=False)
+            return ProjectState(project.id, created=True, updated=False, created_at=project.created_at)
         project = self.ls.projects.get(id=project_id)
         if project.label_config.strip() == label_config.strip() and (project.expert_instruction or "") == expert_instruction:
-            return ProjectState(project_id, created=False, updated=False)
+            return ProjectState(project_id, created=False, updated=False, created_at=project.created_at)
         self.ls.projects.update(id=project_id, label_config=label_config, expert_instruction=expert_instruction, show_instruction=True)
-        return ProjectState(project_id, created=False, updated=True)
+        return ProjectState(project_id, created=False, updated=True, created_at=project.created_at)
+
+    def seen(self, state: ProjectState) -> SeenProject:
+        return SeenProject(state.id, state.created_at, self.title, self.url)
 
     def import_tasks(self, project_id: int, tasks: Sequence[dict]) -> list[int]:
         """Import tasks (with their predictions) in one request; returns the new task ids in order."""
@@ -122,13 +192,20 @@ class LabelStudioSession:
             raise LabelStudioError(f"Label Studio at {self.url} created {len(task_ids)} of {len(tasks)} tasks")
         return task_ids
 
+    def project_tasks(self, project_id: int) -> dict[int, str | None]:
+        """task id -> image URL for every task of the project (reconciles DuckDB with what Label Studio has:
+        tasks DuckDB does not know are adopted, tasks Label Studio no longer has are retired)."""
+        return {
+            int(task.id): (task.data or {}).get("image")
+            for task in self.ls.tasks.list(project=project_id, fields="task_only", page_size=PAGE_SIZE)
+        }
+
     def task_images(self, project_id: int) -> dict[str, int]:
-        """image URL -> task id for every task of the project (reconciles DuckDB with what Label Studio has)."""
+        """image URL -> task id (the first task of each image)."""
         found: dict[str, int] = {}
-        for task in self.ls.tasks.list(project=project_id, fields="task_only", page_size=PAGE_SIZE):
-            image = (task.data or {}).get("image")
+        for task_id, image in self.project_tasks(project_id).items():
             if image:
-                found.setdefault(image, task.id)
+                found.setdefault(image, task_id)
         return found
 
     def annotated_tasks(self, project_id: int) -> list[dict]:

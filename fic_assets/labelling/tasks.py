@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
 
 from fic_assets import storage
 from fic_assets.labelling.client import choice_result
+from fic_assets.labelling.projects import retire_tasks
 
 # Before a model exists the shop's own packshot flag is the only hint: shown as a weak pre-annotation so the
 # annotator confirms or flips it. Weak on purpose: flat lays and details are not flagged, and are not worn.
@@ -18,7 +20,10 @@ NOT_FLAGGED_SCORE = 0.5
 
 
 def candidate_images(con: duckdb.DuckDBPyConnection, limit: int) -> pd.DataFrame:
-    """Images with neither a human label nor a task yet, stratified over brands.
+    """Images with neither a human label nor a live task, stratified over brands.
+
+    A retired task (deleted in Label Studio, or of a project that is no longer current) does not hold its image
+    back: the image is offered again unless it has a label.
 
     Round-robin over brands (each brand's images in a fixed pseudo-random order), so a round of N tasks covers
     every brand instead of the first brand's catalogue.
@@ -31,7 +36,7 @@ def candidate_images(con: duckdb.DuckDBPyConnection, limit: int) -> pd.DataFrame
             FROM images i
             JOIN pieces p USING (item_id)
             LEFT JOIN brands b ON b.slug = p.brand_slug
-            WHERE i.image_url NOT IN (SELECT image_url FROM label_tasks)
+            WHERE i.image_url NOT IN (SELECT image_url FROM label_tasks WHERE retired_at IS NULL)
               AND i.image_url NOT IN (SELECT image_url FROM labels)
         )
         SELECT image_url, item_id, is_packshot, position, brand_slug, coalesce(brand, brand_slug) AS brand
@@ -96,33 +101,74 @@ def build_task(row: dict) -> dict:
     }
 
 
-def record_tasks(con: duckdb.DuckDBPyConnection, project_id: int, rows: Sequence[dict], task_ids: Sequence[int]) -> None:
+def record_tasks(con: duckdb.DuckDBPyConnection, project_key: int, project_id: int, rows: Sequence[dict], task_ids: Sequence[int]) -> None:
     """Remember which task holds which image, right after Label Studio created it (so a re-run skips it)."""
-    upsert_task_rows(con, [{**row, "task_id": int(task_id), "project_id": project_id} for row, task_id in zip(rows, task_ids, strict=True)])
+    upsert_task_rows(
+        con,
+        [{**row, "task_id": int(task_id), "project_key": project_key, "project_id": project_id} for row, task_id in zip(rows, task_ids, strict=True)],
+    )
+
+
+TASK_COLUMNS = ["project_key", "task_id", "image_url", "project_id", "item_id", "brand_slug", "pre_label", "pre_score", "pre_model_version"]
 
 
 def upsert_task_rows(con: duckdb.DuckDBPyConnection, rows: Sequence[dict]) -> None:
-    columns = ["image_url", "task_id", "project_id", "item_id", "brand_slug", "pre_label", "pre_score", "pre_model_version"]
-    frame = pd.DataFrame([{column: row.get(column) for column in columns} for row in rows], columns=columns)
-    frame = frame.drop_duplicates("image_url")
+    frame = pd.DataFrame([{column: row.get(column) for column in TASK_COLUMNS} for row in rows], columns=TASK_COLUMNS)
+    frame = frame.drop_duplicates(["project_key", "task_id"])
     frame["pre_score"] = frame["pre_score"].astype("float64")
     frame["created_at"] = storage.utcnow()
     con.register("incoming_tasks", frame)
     try:
         con.execute(
-            """INSERT INTO label_tasks SELECT image_url, task_id, project_id, item_id, brand_slug, pre_label, pre_score,
+            """INSERT INTO label_tasks (project_key, task_id, image_url, project_id, item_id, brand_slug, pre_label,
+                   pre_score, pre_model_version, created_at)
+               SELECT project_key, task_id, image_url, project_id, item_id, brand_slug, pre_label, pre_score,
                    pre_model_version, created_at FROM incoming_tasks
-               ON CONFLICT (image_url) DO NOTHING"""
+               ON CONFLICT (project_key, task_id) DO NOTHING"""
         )
     finally:
         con.unregister("incoming_tasks")
 
 
-def adopt_existing_tasks(con: duckdb.DuckDBPyConnection, project_id: int, task_images: dict[str, int]) -> int:
-    """Record tasks Label Studio has but DuckDB does not know (a run that died between the import and the
-    DuckDB write, or a lost DuckDB file), so they are never imported twice. Returns how many were adopted."""
-    known = {row[0] for row in con.execute("SELECT image_url FROM label_tasks WHERE project_id = ?", [project_id]).fetchall()}
-    missing = [{"image_url": url, "task_id": task_id, "project_id": project_id} for url, task_id in task_images.items() if url not in known]
-    if missing:
-        upsert_task_rows(con, missing)
-    return len(missing)
+@dataclass(frozen=True)
+class TaskReconciliation:
+    adopted: int  # tasks Label Studio has and DuckDB did not know: recorded, never imported twice
+    revived: int  # retired rows whose task Label Studio has again (back on a project that was left)
+    retired: int  # live rows whose task Label Studio no longer has (deleted there): the image is eligible again
+    retired_images: list[str]
+
+
+DELETED_IN_LABEL_STUDIO = "deleted in Label Studio"
+
+
+def reconcile_tasks(con: duckdb.DuckDBPyConnection, project_key: int, project_id: int, ls_tasks: dict[int, str | None]) -> TaskReconciliation:
+    """Make DuckDB's live tasks of the project exactly the tasks Label Studio has (ls_tasks: task id -> image).
+
+    Adopts tasks DuckDB does not know (a run that died between the import and the DuckDB write, or a lost DuckDB
+    file), revives retired rows whose task is back, and retires rows whose task was deleted in Label Studio.
+    """
+    with storage.transaction(con):
+        known = dict(con.execute("SELECT task_id, retired_at IS NULL FROM label_tasks WHERE project_key = ?", [project_key]).fetchall())
+        gone = [task_id for task_id, live in known.items() if live and task_id not in ls_tasks]
+        gone_images = [
+            row[0]
+            for row in con.execute(
+                "SELECT image_url FROM label_tasks WHERE project_key = ? AND list_contains(?, task_id) ORDER BY image_url",
+                [project_key, gone],
+            ).fetchall()
+        ] if gone else []
+        retired = retire_tasks(con, project_key, DELETED_IN_LABEL_STUDIO, task_ids=gone)
+        back = [task_id for task_id, live in known.items() if not live and task_id in ls_tasks]
+        if back:
+            con.execute(
+                "UPDATE label_tasks SET retired_at = NULL, retired_reason = NULL WHERE project_key = ? AND list_contains(?, task_id)",
+                [project_key, back],
+            )
+        missing = [
+            {"image_url": image, "task_id": task_id, "project_key": project_key, "project_id": project_id}
+            for task_id, image in ls_tasks.items()
+            if task_id not in known and image
+        ]
+        if missing:
+            upsert_task_rows(con, missing)
+    return TaskReconciliation(adopted=len(missing), revived=len(back), retired=retired, retired_images=gone_images)
