@@ -369,22 +369,12 @@ def photo_shop_url(real_set):
     """The demo shop with the real photos, its catalogue cut to LOOP_BRANDS (everything else as `--photos` serves
     it: same seed, same photos, so `fic demo --photos` accepts it and its truth covers every URL)."""
     import dataclasses
-    import threading
-
-    from fic_assets.demo_shop.pages import Shop
 
     full = catalogue_for(42, real_set)
     small = dataclasses.replace(full, brands=tuple(b for b in full.brands if b.path in LOOP_BRANDS),
                                 products=tuple(p for p in full.products if p.brand.path in LOOP_BRANDS))
-    shop = server.DemoShopServer(("127.0.0.1", 0), Shop(small))
-    thread = threading.Thread(target=shop.serve_forever, name="photo-demo-shop", daemon=True)
-    thread.start()
-    try:
-        yield shop.base_url
-    finally:
-        shop.shutdown()
-        shop.server_close()
-        thread.join(timeout=5)
+    with server.running_demo_shop(catalogue=small) as base_url:
+        yield base_url
 
 
 def test_demo_runs_the_whole_loop_on_real_photos(tmp_path, photo_shop_url, real_photos, real_set, label_studio, s3):

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from fic_assets import settings
 from fic_assets.net import port_is_free
-from fic_assets.demo_shop.catalogue import catalogue_for, write_truth_csv
+from fic_assets.demo_shop.catalogue import Catalogue, catalogue_for, write_truth_csv
 from fic_assets.demo_shop.pages import SHOP_ID, Response, Shop
 from fic_assets.demo_shop.photos import PhotosError, PhotoSet, load_photos
 
@@ -101,9 +101,9 @@ def make_server(host: str = settings.DEMO_SHOP_HOST, port: int = settings.DEMO_S
 
 @contextmanager
 def running_demo_shop(seed: int = 42, port: int = 0, host: str = settings.DEMO_SHOP_HOST,
-                      photos: PhotoSet | None = None) -> Iterator[str]:
-    """Serve the demo shop in a background thread; yields its base URL ("http://127.0.0.1:PORT")."""
-    server = make_server(host, port, seed, photos=photos)
+                      photos: PhotoSet | None = None, catalogue: Catalogue | None = None) -> Iterator[str]:
+    """Serve the demo shop (or the given catalogue) in a background thread; yields its base URL ("http://127.0.0.1:PORT")."""
+    server = DemoShopServer((host, port), Shop(catalogue)) if catalogue is not None else make_server(host, port, seed, photos=photos)
     thread = threading.Thread(target=server.serve_forever, name="demo-shop", daemon=True)
     thread.start()
     try:
