@@ -22,11 +22,14 @@ import tempfile
 import warnings
 from datetime import datetime
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from fic_assets import settings
-from fic_assets.ml.model import FeatureGraph, WornClassifier
+
+if TYPE_CHECKING:  # torch and timm take ~3 s to import: scoring a model that is already exported needs neither
+    import torch
+
+    from fic_assets.ml.model import WornClassifier
 
 MODEL_FILE = "model.pt"
 CARD_FILE = "card.json"
@@ -70,6 +73,8 @@ def training_images(model_dir: str | Path) -> list[dict]:
 
 
 def save_classifier(model: WornClassifier, model_dir: str | Path) -> Path:
+    import torch
+
     path = Path(model_dir) / MODEL_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({key: value.contiguous() for key, value in model.state_dict().items()}, path)
@@ -77,30 +82,39 @@ def save_classifier(model: WornClassifier, model_dir: str | Path) -> Path:
 
 
 def load_classifier(model_dir: str | Path) -> WornClassifier:
+    import torch
+
+    from fic_assets.ml.model import WornClassifier
+
     card = model_card(model_dir)
     model = WornClassifier(card["arch"], num_classes=len(card["classes"]), pretrained=False)
     model.load_state_dict(torch.load(Path(model_dir) / MODEL_FILE, map_location="cpu", weights_only=True))
     return model.eval()
 
 
-class _UInt8Input(torch.nn.Module):
+def _uint8_input(graph: torch.nn.Module, softmax: bool) -> torch.nn.Module:
     """uint8 NHWC pixels -> the wrapped graph, with the training normalisation inside."""
+    import torch
 
-    def __init__(self, graph: torch.nn.Module, softmax: bool):
-        super().__init__()
-        self.graph = graph
-        self.softmax = softmax
-        self.register_buffer("offset", torch.tensor(MEAN, dtype=torch.float32).view(1, 3, 1, 1) * 255)
-        self.register_buffer("scale", 1 / (torch.tensor(STD, dtype=torch.float32).view(1, 3, 1, 1) * 255))
+    class UInt8Input(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.graph = graph
+            self.register_buffer("offset", torch.tensor(MEAN, dtype=torch.float32).view(1, 3, 1, 1) * 255)
+            self.register_buffer("scale", 1 / (torch.tensor(STD, dtype=torch.float32).view(1, 3, 1, 1) * 255))
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        out = self.graph((pixels.permute(0, 3, 1, 2).float() - self.offset) * self.scale)
-        return torch.softmax(out, dim=1) if self.softmax else out
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            out = self.graph((pixels.permute(0, 3, 1, 2).float() - self.offset) * self.scale)
+            return torch.softmax(out, dim=1) if softmax else out
+
+    return UInt8Input()
 
 
 def _export(graph: torch.nn.Module, size: int, target: Path, softmax: bool, output: str) -> Path:
     """Write graph as ONNX to target atomically (a concurrent reader sees the old file or the whole new one)."""
-    wrapped = _UInt8Input(graph.eval(), softmax).eval()
+    import torch
+
+    wrapped = _uint8_input(graph.eval(), softmax).eval()
     example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".export.", suffix=".onnx.tmp")
@@ -148,6 +162,8 @@ def export_backbone(arch: str, size: int) -> Path:
     target = backbone_cache_dir() / f"{arch}-{size}.onnx"
     if target.is_file():
         return target
+    from fic_assets.ml.model import FeatureGraph, WornClassifier
+
     return _export(FeatureGraph(WornClassifier(arch, pretrained=True)), size, target, softmax=False, output="features")
 
 
