@@ -16,17 +16,20 @@ from pathlib import Path
 
 from fic_assets.ml import POSITIVE
 from fic_assets.ml.artifact import model_card, training_images
-from fic_assets.ml.data import make_folds, write_folds
-from fic_assets.ml.evaluate import cv_rows, report_cv
-from fic_assets.ml.metrics import f1_at
 from fic_assets.ml.scoring import Scorer, score_stream
-from fic_assets.ml.train import train
+
+# Training and evaluation (torch, timm, sklearn, matplotlib: ~4.5 s to import) are imported where they are used:
+# every Dagster process loads this module with the code location, and almost none of them trains.
 
 EVAL_DIR = "eval"
 
 
 def train_candidate(images: Path, params: dict, models_root: Path, run_id: str, image_set_hash: str | None) -> tuple[Path, dict, dict]:
     """Folds, training and the CV report in a scratch dir, then moved to models/<version>/ (self-contained)."""
+    from fic_assets.ml.data import make_folds, write_folds
+    from fic_assets.ml.evaluate import report_cv
+    from fic_assets.ml.train import train
+
     work = models_root / "runs" / run_id
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -53,6 +56,9 @@ class Comparison:
 
 
 def compare_with_production(candidate_dir: Path, production_dir: Path, images_root: Path, min_images: int) -> Comparison:
+    from fic_assets.ml.evaluate import cv_rows
+    from fic_assets.ml.metrics import f1_at
+
     rows = cv_rows(candidate_dir)
     trained = {image["digest"] for image in training_images(production_dir)}
     unseen = [row for row in rows if row["digest"] not in trained]
