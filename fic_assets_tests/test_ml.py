@@ -246,3 +246,18 @@ def test_real_photos_100_labels_predict_the_others_right(real_photos, tmp_path, 
     tp = sum(t and p for t, p in zip(truth, predicted))
     f1 = 2 * tp / (sum(truth) + sum(predicted))
     assert f1 >= 0.93, f1  # measured 0.98-0.99 over splits (benchmarks/learning_curve.py); a decode slip drops it
+
+
+def test_bf16_is_used_only_for_a_model_whose_check_evaluated_bf16(trained, tmp_path):
+    """Bad input: FIC_INFERENCE_PRECISION=bf16 asked of a model evaluated in f32 (its checked F1 would not hold)."""
+    assert Scorer.load(trained["out"], precision="bf16").precision == "f32"
+    evaluated_bf16 = shutil.copytree(trained["out"], tmp_path / "bf16-model")
+    card = json.loads((evaluated_bf16 / "card.json").read_text())
+    (evaluated_bf16 / "card.json").write_text(json.dumps({**card, "evaluated_precision": "bf16"}))
+    scorer = Scorer.load(evaluated_bf16, precision="bf16")
+    assert scorer.precision == "bf16"
+    paths = [p for p in sorted(trained["images"].glob("*/*.jpg")) if p.name != "cut-off.jpg"][:8]
+    pixels = np.stack([model_pixels(p.read_bytes(), scorer.size) for p in paths])
+    assert np.abs(np.array(scorer.scores(pixels)) - np.array(Scorer.load(trained["out"]).scores(pixels))).max() < 0.05
+    with pytest.raises(ValueError, match="FIC_INFERENCE_PRECISION must be one of"):
+        Scorer.load(trained["out"], precision="int4")
