@@ -42,6 +42,24 @@ def test_definitions_load_and_validate(cli_env):
     assert "success" in (completed.stdout + completed.stderr).lower()
 
 
+def test_dg_finds_the_project_checks_and_lists_its_definitions(cli_env):
+    """`dg` (pyproject's [tool.dg]) from the repository root: `dg check defs` loads the code location, and
+    `dg list defs --json` lists the platform's assets, jobs and sensors."""
+    from fic_assets.settings import REPO_ROOT
+
+    env = {**cli_env, "VIRTUAL_ENV": str(BIN.parent), "PATH": f"{BIN}:{cli_env.get('PATH', '')}"}
+    checked = subprocess.run([str(BIN / "dg"), "check", "defs"], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0 and "All definitions loaded successfully" in checked.stdout + checked.stderr, checked.stderr[-3000:]
+    listed = subprocess.run([str(BIN / "dg"), "list", "defs", "--json"], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    defs = json.loads(listed.stdout)
+    assets = {asset["asset_key"] for asset in defs["assets"]}
+    assert {"brands", "pieces", "image_urls", "label_tasks", "human_labels", "image_set", "model", "production_model",
+            "brand_predictions", "brand_report"} <= assets
+    assert {"retrain_job", "predict_job", "crawl_job"} <= {job["name"] for job in defs["jobs"]}
+    assert {"brand_sensor", "relabel_sensor", "prediction_sensor"} <= {sensor["name"] for sensor in defs["sensors"]}
+
+
 def test_demo_then_cli_materializations_are_idempotent(cli_env):
     demo = run([sys.executable, "-m", "fic_assets.cli", "demo", "--crawl-only"], cli_env)
     assert "pieces=" in demo.stdout
