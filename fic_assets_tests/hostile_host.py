@@ -20,39 +20,26 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from fic_assets_tests.loopback import LoopbackServer
 
 TRICKLE_LENGTH = 10 * 1024 * 1024
 
 
-class HostileHost(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
+class HostileHost(LoopbackServer):
     def __init__(self, host: str = "127.0.0.1"):
-        super().__init__((host, 0), _Handler)
-        self.lock = threading.Lock()
+        super().__init__(_Handler, "hostile-host", host)
         self.stopping = threading.Event()
         self.hits: Counter = Counter()
         self.active = 0
         self.peak = 0
         self.arrivals: list[tuple[float, str]] = []
         self.disconnects = 0  # trickles and silences whose client went away
-        self._thread = threading.Thread(target=self.serve_forever, name="hostile-host", daemon=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def __enter__(self) -> HostileHost:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        self.shutdown()
-        self.server_close()
+    def stop(self) -> None:
+        self.stopping.set()  # trickles and silences end, so their handler threads do too
 
 
 class _Handler(BaseHTTPRequestHandler):

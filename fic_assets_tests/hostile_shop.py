@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from html import escape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import quote, unquote, urlsplit
+
+from fic_assets_tests.loopback import LoopbackServer
 
 # (display name, shop path): the brand index, in page order.
 BRANDS: tuple[tuple[str, str], ...] = (
@@ -238,27 +239,10 @@ def index_html(brands: list[tuple[str, str]]) -> str:
             f'</nav></header><ul>{items}</ul></body></html>')
 
 
-class HostileShop(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
+class HostileShop(LoopbackServer):
     def __init__(self, host: str = "127.0.0.1"):
-        super().__init__((host, 0), _Handler)
-        self.lock = threading.Lock()
+        super().__init__(_Handler, "hostile-shop", host)
         self.hits: Counter = Counter()
-        self._thread = threading.Thread(target=self.serve_forever, name="hostile-shop", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def __enter__(self) -> HostileShop:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
-        self.server_close()
 
     def page(self, path: str) -> tuple[int, str]:
         """(status, HTML) for an unquoted path."""

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import dagster as dg
@@ -35,6 +35,7 @@ from fic_assets.demo_shop.catalogue import build_catalogue, image_url
 from fic_assets.instance import ensure_pools
 from fic_assets.resources import DuckDBResource
 from fic_assets_tests.conftest import free_port, platform_env
+from fic_assets_tests.loopback import LoopbackServer
 
 BIN = Path(sys.executable).parent
 CATALOGUE = build_catalogue(42)
@@ -43,7 +44,7 @@ CATALOGUE = build_catalogue(42)
 # --- bad networks, for real ---------------------------------------------------------------------------------
 
 
-class ShopProxy(ThreadingHTTPServer):
+class ShopProxy(LoopbackServer):
     """An HTTP proxy in front of the demo shop that counts requests and fails, slows or cuts them on demand.
 
     The Host header goes through unchanged, so the shop's pages link (and its image URLs point) back to the
@@ -52,34 +53,20 @@ class ShopProxy(ThreadingHTTPServer):
     kind is "image", "product" (a product page) or "other"; n counts the requests for that path, from 1.
     """
 
-    daemon_threads = True
-    block_on_close = False
-
     def __init__(self, upstream: str, policy=None):
-        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        super().__init__(_ProxyHandler, "shop-proxy")
         self.upstream = upstream.rstrip("/")
         self.policy = policy or (lambda kind, path, n: None)
         self.pool = urllib3.PoolManager(maxsize=32)
-        self.lock = threading.Lock()
         self.hits: Counter = Counter()  # (kind, path) -> requests
         self.failed: Counter = Counter()  # (kind, path) -> requests answered with a failure
-        self._thread = threading.Thread(target=self.serve_forever, name="shop-proxy", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
     def count(self, kind: str, failed: bool = False) -> int:
         with self.lock:
             return sum(n for (k, _), n in (self.failed if failed else self.hits).items() if k == kind)
 
-    def __enter__(self) -> ShopProxy:
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc) -> None:
-        self.shutdown()
-        self.server_close()
+        super().__exit__(*exc)
         self.pool.clear()
 
 
