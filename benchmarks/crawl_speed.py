@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _record import record  # noqa: E402
 
-from fic_assets.demo_shop.catalogue import build_catalogue  # noqa: E402
-from fic_assets.resources import CrawlerResource  # noqa: E402
+from fic_assets.demo.shop.catalogue import build_catalogue  # noqa: E402
+from fic_assets.defs.crawl.crawler import CrawlerResource  # noqa: E402
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _record import record  # noqa: E402
 
-from fic_assets import storage  # noqa: E402
+from fic_assets.platform import warehouse
 
 
 def make_items(n: int, price_bump_every: int = 0) -> list[dict]:
@@ -43,7 +43,7 @@ def make_items(n: int, price_bump_every: int = 0) -> list[dict]:
 
 def timed(label: str, con, items, seen_at) -> float:
     start = time.perf_counter()
-    result = storage.upsert_items(con, items, seen_at=seen_at)
+    result = warehouse.upsert_items(con, items, seen_at=seen_at)
     seconds = time.perf_counter() - start
     print(f"{label}: {seconds:.2f} s  {result}")
     return seconds
@@ -53,12 +53,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pieces", type=int, default=100_000)
     args = parser.parse_args()
-    t0 = storage.utcnow()
-    with tempfile.TemporaryDirectory() as tmp, storage.connect(Path(tmp) / "bench.duckdb") as con:
+    t0 = warehouse.utcnow()
+    with tempfile.TemporaryDirectory() as tmp, warehouse.connect(Path(tmp) / "bench.duckdb") as con:
         first = timed("first load", con, make_items(args.pieces), t0)
         same = timed("identical re-run", con, make_items(args.pieces), t0 + timedelta(days=1))
         moved = timed("re-run, 10% new prices", con, make_items(args.pieces, price_bump_every=10), t0 + timedelta(days=2))
-        counts = storage.table_counts(con)
+        counts = warehouse.table_counts(con)
     record(
         "duckdb_upsert",
         {

@@ -6,14 +6,14 @@ in the same run; goal >= 200 images/s end to end on 2 cores (model load and ONNX
 Two image sets, each ~1,000 files in a temp dir:
 - real: the real photos ($FIC_REAL_PHOTOS, else ../shared/realphotos/images) copied round-robin until there are
   --images files (149 photos x 7 = 1,043; the copies share bytes, which no code path caches);
-- demo: --images healthy images drawn by the demo shop's generator (fic_assets.ml.sample, 420 x 560 JPEG).
+- demo: --images healthy images drawn by the demo shop's generator (fic_assets.demo.sample, 420 x 560 JPEG).
 
-One model, trained by fic_assets.ml.train.train() on all the real photos with the default params, scores both
+One model, trained by fic_assets.defs.model.train.train() on all the real photos with the default params, scores both
 (speed does not depend on what the head learned). For each set, --rounds rounds of, in turn:
 - fic_predict: the CLI as a user runs it (a `fic predict --model DIR FOLDER` subprocess, CSV to a file). Its
   model load (ONNX export on the first run of a model dir + OpenVINO compile) and its Python start-up are
   reported apart from the images/s of the scoring phase (the CLI's own timer, printed on its stderr);
-- score_stream: fic_assets.ml.scoring.score_stream in this process (Scorer already loaded);
+- score_stream: fic_assets.defs.model.scoring.score_stream in this process (Scorer already loaded);
 - naive: what a timm user writes: PIL open + convert, timm's eval transform (resize + centre crop), one eager
   PyTorch forward per image (torch threads = the cores).
 Each measurement records the load average and the CPU time other processes took during it ("others_cores":
@@ -58,14 +58,14 @@ import torch
 from _record import meter, real_photos_dir, record
 from PIL import Image
 
-from fic_assets.imaging import decode_rgb, open_image, to_rgb, upright
-from fic_assets.ml import POSITIVE
-from fic_assets.ml.artifact import ONNX_FILE, export_onnx, load_classifier, model_card
-from fic_assets.ml.cli_predict import expand_paths
-from fic_assets.ml.data import make_folds, write_folds
-from fic_assets.ml.params import DEFAULTS
-from fic_assets.ml.sample import write_demo_image_set
-from fic_assets.ml.scoring import Scorer, compile_graph, model_pixels, pixel_stream, read_file, score_stream
+from fic_assets.platform.imaging import decode_rgb, open_image, to_rgb, upright
+from fic_assets.defs.model.classes import POSITIVE
+from fic_assets.defs.model.artifact import ONNX_FILE, export_onnx, load_classifier, model_card
+from fic_assets.defs.model.cli_predict import expand_paths
+from fic_assets.defs.model.data import make_folds, write_folds
+from fic_assets.defs.model.params import DEFAULTS
+from fic_assets.demo.sample import write_demo_image_set
+from fic_assets.defs.model.scoring import Scorer, compile_graph, model_pixels, pixel_stream, read_file, score_stream
 
 TARGET_SPEEDUP = 4.0
 GOAL_IMAGES_PER_S = 200.0
@@ -93,7 +93,7 @@ def real_set(target: Path, n: int) -> list[Path]:
 
 def train_model(root: Path) -> Path:
     """The default recipe trained on every real photo (what a user with these labels would score with)."""
-    from fic_assets.ml.train import train
+    from fic_assets.defs.model.train import train
 
     images = real_photos_dir()
     folds = write_folds(make_folds(images, **DEFAULTS["prepare"]), root / "folds.json")

@@ -20,11 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _record import record  # noqa: E402
 
-from fic_assets import settings, storage  # noqa: E402
-from fic_assets.labelling import labels as label_sync  # noqa: E402
-from fic_assets.labelling import server  # noqa: E402
-from fic_assets.net import free_port  # noqa: E402
-from fic_assets.labelling.client import LabelStudioResource, choice_result, instructions, labeling_config  # noqa: E402
+from fic_assets.platform import settings
+from fic_assets.platform import warehouse
+from fic_assets.defs.labelling import labels as label_sync  # noqa: E402
+from fic_assets.defs.labelling import server  # noqa: E402
+from fic_assets.platform.net import free_port  # noqa: E402
+from fic_assets.defs.labelling.client import LabelStudioResource, choice_result, instructions, labeling_config  # noqa: E402
 
 
 def task(n: int, label: str | None = None) -> dict:
@@ -67,7 +68,7 @@ def main() -> None:
                 rows = label_sync.annotation_rows(ls.annotated_tasks(labelled_id), labelled_id, ls.annotator_names())
                 fetch_s = time.perf_counter() - started
                 annotations = label_sync.annotations_frame(rows)
-                with storage.connect(Path(tmp) / "bench.duckdb") as con, storage.transaction(con):
+                with warehouse.connect(Path(tmp) / "bench.duckdb") as con, warehouse.transaction(con):
                     label_sync.sync_project(con, 1, annotations)  # project_key 1: the bench's only project
                 pull_s = time.perf_counter() - started
         finally:

@@ -10,12 +10,12 @@ nested across N; the test set is every photo outside those groups (124, 99 and 4
 model's threshold, mean / std / min-max over the splits.
 
 Learning curve at 25, 50, 100 labels:
-- recipe: fic_assets.ml.train.train() as is (folds file of the N labels, default params: Lite0 at 192 px, L2-normed
+- recipe: fic_assets.defs.model.train.train() as is (folds file of the N labels, default params: Lite0 at 192 px, L2-normed
   features + mirrored training images, C by cross-validation), the test photos scored through the scoring path
   (Scorer + score_stream, OpenVINO), as `fic predict` would; also the cross-validated F1 train() itself reports;
 - plain probe: sklearn's LogisticRegression with its defaults on the raw pooled Lite0 features (no L2 norm, no
   mirror images, no C search);
-- baseline: the original raw pixels -> StandardScaler -> LinearSVC (fic_assets.ml.baseline, its default params).
+- baseline: the original raw pixels -> StandardScaler -> LinearSVC (fic_assets.defs.model.baseline, its default params).
 
 Experiments at 100 labels, same splits, each with F1 and training seconds:
 - the recipe through cached features (fit_probe from train.py on the same features: must match train() as is),
@@ -59,21 +59,21 @@ import torch
 from _record import real_photos_dir, record
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
-from fic_assets import imaging
-from fic_assets.ml import CLASSES, POSITIVE, baseline
-from fic_assets.ml.artifact import _export
-from fic_assets.ml.data import assign_folds, make_folds, write_folds
-from fic_assets.ml.metrics import f1_at
-from fic_assets.ml.model import ARCHS, WornClassifier, build_model
-from fic_assets.ml.params import DEFAULTS
-from fic_assets.ml.sample import write_demo_image_set
-from fic_assets.ml.scoring import FeatureExtractor, Scorer, compile_graph, model_pixels, read_file, score_stream
-from fic_assets.ml.train import C_GRID, SOLVER, feature_scale, fit_probe, head_from_probe, probe_scores, train
+from fic_assets.platform import imaging
+from fic_assets.defs.model.classes import CLASSES, POSITIVE, baseline
+from fic_assets.defs.model.artifact import _export
+from fic_assets.defs.model.data import assign_folds, make_folds, write_folds
+from fic_assets.defs.model.metrics import f1_at
+from fic_assets.defs.model.network import ARCHS, WornClassifier, build_model
+from fic_assets.defs.model.params import DEFAULTS
+from fic_assets.demo.sample import write_demo_image_set
+from fic_assets.defs.model.scoring import FeatureExtractor, Scorer, compile_graph, model_pixels, read_file, score_stream
+from fic_assets.defs.model.train import C_GRID, SOLVER, feature_scale, fit_probe, head_from_probe, probe_scores, train
 
 SIZES = (25, 50, 100)
 LITE0, LITE2 = "tf_efficientnet_lite0", "tf_efficientnet_lite2"
 THREADS = os.cpu_count() or 1
-# Fine-tuning (eager torch). Plain: the old recipe's numbers (git history: fic_assets/ml/params.py before the probe).
+# Fine-tuning (eager torch). Plain: the old recipe's numbers (git history: fic_assets/defs/model/params.py before the probe).
 PLAIN_FT = {"epochs": 6, "lr": 1e-3, "backbone_lr_scale": 0.3, "weight_decay": 0.02, "warmup_fraction": 0.1,
             "label_smoothing": 0.1, "freeze_epochs": 1, "freeze_blocks": 4, "batch_size": 16, "scale_min": 0.5}
 # LP-FT (Kumar et al. 2022): start from the linear probe, then a small LR for everything; batch-norm statistics

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _record import record  # noqa: E402
 
-from fic_assets.demo_shop.server import running_demo_shop  # noqa: E402
+from fic_assets.demo.shop.server import running_demo_shop  # noqa: E402
 from fic_crawler.parsing import NoProductError, parse_product, product_links  # noqa: E402
 
 SAVED_PAGES = Path(__file__).resolve().parents[1] / "fic_assets_tests" / "data" / "pages"

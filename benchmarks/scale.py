@@ -4,8 +4,8 @@ Targets (deployment issue, reliability suite): every sensor tick < 1 s; one bran
 well under 1 s (< 100 ms warm).
 
 What it does, all in a temp dir:
-1. generates the catalogue into a fresh DuckDB through the platform's own writers: storage.upsert_brands,
-   storage.upsert_items in crawl-sized batches (brand names with quotes, slashes and unicode, a skewed number
+1. generates the catalogue into a fresh DuckDB through the platform's own writers: warehouse.upsert_brands,
+   warehouse.upsert_items in crawl-sized batches (brand names with quotes, slashes and unicode, a skewed number
    of pieces per brand, 1-6 images per piece, a share of them packshots, prices with gaps, colours),
    predictions.write_predictions for most images in the predict job's chunk size (fake labels and scores: the
    benchmark is about queries, not the model) and labelling.labels.write_labels for some human labels;
@@ -13,7 +13,7 @@ What it does, all in a temp dir:
    events the sensors read: `brands`, per brand `pieces` / `image_urls` / `brand_predictions`, `production_model`,
    `brand_report`, `label_tasks` (optionally --history rounds of older per-brand events: weeks of re-crawls);
 3. times, each --repeat times (median and max in ms): brand_sensor, prediction_sensor and relabel_sensor ticks
-   evaluated like fic_assets/demo.py's tick() (build_sensor_context with the code location's resources), the
+   evaluated like fic_assets/demo/run.py's tick() (build_sensor_context with the code location's resources), the
    per-brand predictions queries on a read-only connection (cold open + query, then warm), the brand report's
    summary over all brands and write_report.
 
@@ -166,7 +166,7 @@ def crawl_batches(catalogue: list[list[dict]], batch_pieces: int):
 
 def prediction_frames(con, model_version: str, share: float, chunk: int, seed: int, predicted_at):
     """Fake predictions (label, score, a few errors) for `share` of the images, in the predict job's chunk size."""
-    from fic_assets.predictions import PREDICTION_COLUMNS
+    from fic_assets.defs.predictions.predict import PREDICTION_COLUMNS
 
     rng = np.random.default_rng(seed)
     frame = con.execute(
@@ -276,11 +276,13 @@ def main(argv: list[str] | None = None) -> dict:
         with step("import fic_assets.definitions"):
             import dagster as dg
 
-            from fic_assets import storage
-            from fic_assets.definitions import defs
-            from fic_assets.labelling.labels import write_labels
-            from fic_assets.predictions import image_counts, images_to_predict, write_predictions
-            from fic_assets.reports.brand_report import brand_summary, write_report
+            from fic_assets.platform import warehouse
+            from fic_assets.definitions import defs as load_defs
+            from fic_assets.defs.labelling.labels import write_labels
+            from fic_assets.defs.predictions.predict import image_counts, images_to_predict, write_predictions
+            from fic_assets.defs.reports.brand_report import brand_summary, write_report
+
+            defs = load_defs()
 
         numbers: dict = {"brands": args.brands, "pieces": args.pieces, "images": args.images}
         timings: dict = {}
@@ -289,16 +291,16 @@ def main(argv: list[str] | None = None) -> dict:
         brands = make_brands(args.brands)
         with step("generate the catalogue in memory"):
             catalogue, facts = make_catalogue(brands, args.pieces, args.images, args.seed)
-        t0 = storage.utcnow() - timedelta(days=7)
-        with storage.connect(db_path) as con:
+        t0 = warehouse.utcnow() - timedelta(days=7)
+        with warehouse.connect(db_path) as con:
             start = time.perf_counter()
-            storage.upsert_brands(con, brands, seen_at=t0)
+            warehouse.upsert_brands(con, brands, seen_at=t0)
             timings["upsert_brands_s"] = round(time.perf_counter() - start, 3)
             with step(f"upsert_items: {args.pieces:,} pieces, {args.images:,} images in batches of ~{args.batch_pieces:,} pieces"):
                 start = time.perf_counter()
                 batches = 0
                 for batch in crawl_batches(catalogue, args.batch_pieces):
-                    storage.upsert_items(con, batch, seen_at=t0)
+                    warehouse.upsert_items(con, batch, seen_at=t0)
                     batches += 1
                 timings["upsert_items_s"] = round(time.perf_counter() - start, 2)
                 timings["upsert_items_batches"] = batches
@@ -311,7 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
                     chunks += 1
                 timings["write_predictions_s"] = round(time.perf_counter() - start, 2)
                 timings["write_predictions_chunks"] = chunks
-            counts = storage.table_counts(con)
+            counts = warehouse.table_counts(con)
             packshots = con.execute("SELECT count(*) FILTER (WHERE is_packshot), count(*) FILTER (WHERE flag_model >= 0) FROM images").fetchone()
         timings["generate_duckdb_s"] = round(timings["upsert_brands_s"] + timings["upsert_items_s"] + timings["write_predictions_s"], 2)
         numbers.update({f"db_{key}": value for key, value in counts.items()})
@@ -397,7 +399,7 @@ def main(argv: list[str] | None = None) -> dict:
             round_record = instance.fetch_materializations(dg.AssetKey("label_tasks"), limit=1).records[0]
             round_started = datetime.fromtimestamp(round_record.timestamp, tz=timezone.utc)
             fresh = min(120, labels_total)
-            with storage.connect(db_path) as con:
+            with warehouse.connect(db_path) as con:
                 start = time.perf_counter()
                 write_labels(con, label_frame(con, labels_total, fresh, args.seed, round_started))
                 timings["write_labels_s"] = round(time.perf_counter() - start, 2)
@@ -415,32 +417,32 @@ def main(argv: list[str] | None = None) -> dict:
 
         # ---- 3. one brand partition's queries, the report --------------------------------------------------
         middle = partitions[len(partitions) // 2]
-        with storage.connect(db_path, read_only=True) as con:
+        with warehouse.connect(db_path, read_only=True) as con:
             biggest = con.execute("SELECT brand_slug FROM pieces GROUP BY brand_slug ORDER BY count(*) DESC, brand_slug LIMIT 1").fetchone()[0]
             sizes = dict(con.execute("SELECT p.brand_slug, count(*) FROM images i JOIN pieces p USING (item_id) GROUP BY 1").fetchall())
         numbers["query_brand_middle"] = {"slug": middle, "images": sizes.get(middle, 0)}
         numbers["query_brand_biggest"] = {"slug": biggest, "images": sizes.get(biggest, 0)}
 
         def open_only():
-            with storage.connect(db_path, read_only=True) as con:
+            with warehouse.connect(db_path, read_only=True) as con:
                 return con
 
         timings["duckdb_open_read_only_ms"], _ = repeat(open_only, args.repeat)
 
         def cold(slug: str, version: str):
-            with storage.connect(db_path, read_only=True) as con:
+            with warehouse.connect(db_path, read_only=True) as con:
                 return images_to_predict(con, [slug], version), image_counts(con, [slug])
 
         for label, slug in (("middle", middle), ("biggest", biggest)):
             timings[f"brand_query_{label}_cold_ms"], (todo, totals) = repeat(lambda: cold(slug, "v2"), args.repeat)
             assert len(todo) == totals.get(slug, 0) == sizes.get(slug, 0), (len(todo), totals)
-            with storage.connect(db_path, read_only=True) as con:
+            with warehouse.connect(db_path, read_only=True) as con:
                 images_to_predict(con, [slug], "v2")
                 timings[f"images_to_predict_{label}_new_model_warm_ms"], _ = repeat(lambda: images_to_predict(con, [slug], "v2"), args.repeat)
                 timings[f"images_to_predict_{label}_same_model_warm_ms"], _ = repeat(lambda: images_to_predict(con, [slug], "v1"), args.repeat)
                 timings[f"image_counts_{label}_warm_ms"], _ = repeat(lambda: image_counts(con, [slug]), args.repeat)
 
-        with storage.connect(db_path, read_only=True) as con:
+        with warehouse.connect(db_path, read_only=True) as con:
             timings["brand_summary_all_brands_ms"], summary = repeat(lambda: brand_summary(con), max(3, args.repeat // 2))
             assert len(summary) == args.brands
             reports_dir = root / "reports"

@@ -1,11 +1,11 @@
 """Training time on 2 cores: `fic train` on 100 real labels (50 worn / 50 not worn), and on 500 demo images.
 
 Target (issue 11): 100 labels in <= 2 min on 2 cores, default params (the linear-probe recipe,
-fic_assets/ml/train.py).
+fic_assets/defs/model/train.py).
 
 - real: 50 worn + 50 not-worn photos drawn (seeded) from the real photos ($FIC_REAL_PHOTOS, else
   ../shared/realphotos/images), copied into a temp dir as a worn/ not_worn/ folder;
-- demo: 500 images from the demo shop's generator (fic_assets.ml.sample).
+- demo: 500 images from the demo shop's generator (fic_assets.demo.sample).
 Each is trained with `fic train --data DIR --out DIR` as a user runs it (a subprocess): "cold" is the first
 run on a machine (the ImageNet backbone is exported to ONNX once per arch and input size, into
 FIC_BACKBONE_CACHE_DIR), "warm" the runs after it (median of --rounds). The card's own timings split the
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from _record import meter, real_photos_dir, record
 
-from fic_assets.ml.sample import write_demo_image_set
+from fic_assets.demo.sample import write_demo_image_set
 
 TARGET_S = 120.0
 
@@ -80,9 +80,9 @@ def measure(name: str, data: Path, root: Path, rounds: int, backbones: Path, col
     last = warm[-1]
     # What `fic train` does around train(), timed in this process: make_folds (reads, checks and hashes every
     # file) and report_cv (metrics and plots); the rest of the wall time is the Python start-up (imports).
-    from fic_assets.ml.data import make_folds
-    from fic_assets.ml.evaluate import report_cv
-    from fic_assets.ml.params import DEFAULTS
+    from fic_assets.defs.model.data import make_folds
+    from fic_assets.defs.model.evaluate import report_cv
+    from fic_assets.defs.model.params import DEFAULTS
 
     started = time.perf_counter()
     make_folds(data, **DEFAULTS["prepare"])

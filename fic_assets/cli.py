@@ -9,13 +9,13 @@ import sys
 # subcommand -> (module, help). Each module has main(argv) -> int; imported lazily
 # so `fic parse-page` does not pay for Dagster's import.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("fic_assets.demo", "run the demo end to end through Dagster (demo shop crawl -> DuckDB); --photos DIR: on real photos"),
-    "demo-shop": ("fic_assets.demo_shop.server", "serve the generated demo shop on 127.0.0.1; --photos DIR: real photos instead of drawings"),
-    "label-studio": ("fic_assets.labelling.server", "start/stop the local Label Studio server"),
+    "demo": ("fic_assets.demo.run", "run the demo end to end through Dagster (demo shop crawl -> DuckDB); --photos DIR: on real photos"),
+    "demo-shop": ("fic_assets.demo.shop.server", "serve the generated demo shop on 127.0.0.1; --photos DIR: real photos instead of drawings"),
+    "label-studio": ("fic_assets.defs.labelling.server", "start/stop the local Label Studio server"),
     "parse-page": ("fic_crawler.parse_page", "parse saved product pages, print one JSON object each"),
-    "train": ("fic_assets.ml.cli_train", "train the worn/not_worn model on an image folder, print test metrics"),
-    "predict": ("fic_assets.ml.cli_predict", "classify image files or folders with a trained model (CSV)"),
-    "release-dead-runs": ("fic_assets.dead_runs", "mark runs whose process was killed as failed and free their DuckDB pool slot"),
+    "train": ("fic_assets.defs.model.cli_train", "train the worn/not_worn model on an image folder, print test metrics"),
+    "predict": ("fic_assets.defs.model.cli_predict", "classify image files or folders with a trained model (CSV)"),
+    "release-dead-runs": ("fic_assets.defs.operations.dead_runs", "mark runs whose process was killed as failed and free their DuckDB pool slot"),
 }
 
 

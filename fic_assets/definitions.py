@@ -1,39 +1,27 @@
-"""The fic code location: `dagster dev`, `dagster job execute` and workspace.yaml load `defs` from here."""
+"""The fic code location: `dg dev`, `dg launch`, `dg check defs` and workspace.yaml load `defs` from here.
+
+Everything is discovered in the `fic_assets/defs/` folder (one folder per domain; see its __init__.py).
+"""
+
+import importlib
+import importlib.util
+from pathlib import Path
 
 import dagster as dg
 
-from fic_assets import settings
-from fic_assets.defs.crawl import definitions as crawl
-from fic_assets.defs.labelling import definitions as labelling
-from fic_assets.defs.model import definitions as model
-from fic_assets.defs.operations import definitions as operations
-from fic_assets.defs.predictions import definitions as predictions
-from fic_assets.labelling.client import LabelStudioResource
-from fic_assets.resources import CrawlerResource, DuckDBResource, ImageSetStore
+from fic_assets.platform import settings
 
 settings.apply_defaults()
 
-resources = {
-    "duckdb": DuckDBResource(path=dg.EnvVar("FIC_DUCKDB")),
-    "crawler": CrawlerResource(
-        shop_url=dg.EnvVar("FIC_SHOP_URL"),
-        brand_index_path=dg.EnvVar("FIC_BRAND_INDEX_PATH"),
-        max_pages=dg.EnvVar.int("FIC_MAX_PAGES"),
-        render=dg.EnvVar("FIC_RENDER"),
-        splash_url=dg.EnvVar("FIC_SPLASH_URL"),
-        http_cache=dg.EnvVar("FIC_HTTP_CACHE"),
-    ),
-    "label_studio": LabelStudioResource(url=dg.EnvVar("FIC_LABEL_STUDIO_URL"), token=dg.EnvVar("FIC_LABEL_STUDIO_TOKEN")),
-    "image_store": ImageSetStore(
-        dvc_root=dg.EnvVar("FIC_DVC_ROOT"),
-        image_set_dir=dg.EnvVar("FIC_IMAGE_SET_DIR"),
-        endpoint_url=dg.EnvVar("FIC_S3_ENDPOINT"),
-        bucket=dg.EnvVar("FIC_S3_BUCKET"),
-        prefix=dg.EnvVar("FIC_S3_PREFIX"),
-        access_key_id=dg.EnvVar("FIC_S3_ACCESS_KEY"),
-        secret_access_key=dg.EnvVar("FIC_S3_SECRET_KEY"),
-    ),
-}
 
-# Domain modules are imported as modules: a second Definitions object at module level would confuse loaders.
-defs = dg.Definitions.merge(crawl.defs, labelling.defs, model.defs, predictions.defs, operations.defs, dg.Definitions(resources=resources))
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+
+
+def domain_defs(*domains: str) -> dg.Definitions:
+    """Only some domains' Dagster layer (their assets, jobs and sensors modules), for tests and benchmarks that
+    load a part of the platform; resources are theirs to add."""
+    modules = [importlib.import_module(name) for domain in domains for kind in ("assets", "jobs", "sensors")
+               if importlib.util.find_spec(name := f"fic_assets.defs.{domain}.{kind}") is not None]
+    return dg.load_definitions_from_modules(modules)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from fic_assets.net import free_port  # noqa: F401  (tests import it from here)
+from fic_assets.platform.net import free_port  # noqa: F401  (tests import it from here)
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -15,7 +15,7 @@ def platform_env(root, shop_url: str, **settings: str) -> dict[str, str]:
     """Environment for a subprocess running the platform on its own temp instance and data under root."""
     import shutil
 
-    from fic_assets.instance import TEMPLATE
+    from fic_assets.platform.instance import TEMPLATE
 
     home = root / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ def require(condition: bool, what: str) -> None:
 @pytest.fixture(scope="session")
 def demo_shop_url():
     """The generated demo shop, served for real on 127.0.0.1 (free port) for the whole session."""
-    from fic_assets.demo_shop.server import running_demo_shop
+    from fic_assets.demo.shop.server import running_demo_shop
 
     with running_demo_shop(seed=42, port=0) as base_url:
         yield base_url
@@ -76,14 +76,14 @@ def demo_shop_url():
 def label_studio(tmp_path_factory):
     """A real Label Studio on a free port with a fresh data dir, for the whole session.
 
-    Yields a fic_assets.labelling.server.ServerConfig: .url, .token, .username, .password, .data_dir, .port.
+    Yields a fic_assets.defs.labelling.server.ServerConfig: .url, .token, .username, .password, .data_dir, .port.
     Its document root (local files it may serve) is the session's pytest temp dir, so files under any
     tmp_path can be imported. Label Studio's own venv (FIC_LABEL_STUDIO_VENV, default .venv-label-studio)
     is made once (~50 s) and reused by later runs; the first start of the fresh data dir migrates it (~20 s).
     """
     import dataclasses
 
-    from fic_assets.labelling import server
+    from fic_assets.defs.labelling import server
 
     data_dir = tmp_path_factory.mktemp("label-studio")
     config = dataclasses.replace(server.configured(free_port()), data_dir=data_dir,
@@ -150,7 +150,7 @@ def s3():
     import time
     from pathlib import Path
 
-    from fic_assets.demo_shop.server import stop_group
+    from fic_assets.demo.shop.server import stop_group
 
     binary = Path(sys.executable).parent / "moto_server"
     require(binary.exists(), f"moto_server next to {sys.executable} (pip install 'moto[server]')")
@@ -176,7 +176,7 @@ def pytest_configure(config):
     os.environ.setdefault("FIC_BACKBONE_CACHE_DIR", tempfile.mkdtemp(prefix="fic-backbones-"))
 
 
-# Small and quick, but the same code path as the defaults (fic_assets/ml/params.py).
+# Small and quick, but the same code path as the defaults (fic_assets/defs/model/params.py).
 FAST_TRAIN = {"input_size": 128, "cv_repeats": 1}
 
 
@@ -186,9 +186,9 @@ def trained_model(tmp_path_factory):
 
     For tests of what surrounds the model (predictions, sensors, the UI); test_ml.py tests training itself.
     """
-    from fic_assets.ml.data import make_folds, write_folds
-    from fic_assets.ml.sample import write_demo_image_set
-    from fic_assets.ml.train import train
+    from fic_assets.defs.model.data import make_folds, write_folds
+    from fic_assets.demo.sample import write_demo_image_set
+    from fic_assets.defs.model.train import train
 
     root = tmp_path_factory.mktemp("trained-model")
     write_demo_image_set(root / "images", 80, seed=3, width=240)
@@ -203,7 +203,7 @@ def real_photos():
     beside the repository. Never copied into the repo (their licences forbid it); missing fails under CI=true."""
     from pathlib import Path
 
-    from fic_assets.settings import REPO_ROOT
+    from fic_assets.platform.settings import REPO_ROOT
 
     folder = Path(os.environ.get("FIC_REAL_PHOTOS") or REPO_ROOT.parent / "shared" / "realphotos" / "images")
     require((folder / "worn").is_dir() and (folder / "not_worn").is_dir(), f"real photos at {folder} (set FIC_REAL_PHOTOS)")

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from fic_assets.net import free_port
+from fic_assets.platform.net import free_port
 from fic_assets_tests.conftest import require
 
 SERVER_USER = "postgres"  # the Debian package's system user; owns the cluster when we run as root

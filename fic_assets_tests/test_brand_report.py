@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fic_assets import storage
-from fic_assets.reports.brand_report import PLOT_FILES, brand_summary, write_report
+from fic_assets.platform import warehouse
+from fic_assets.defs.reports.brand_report import PLOT_FILES, brand_summary, write_report
 from fic_assets_tests.conftest import require
 
 CHROMIUM = os.environ.get("FIC_CHROMIUM", "/usr/bin/chromium")
@@ -59,9 +59,9 @@ def predict(con, image_url: str, label: str, version: str = "v1", brand_slug: st
 def seed_small(con) -> None:
     """Alpha: 4 pieces, 4 images (3 predicted, 1 error); Beta: prices but no images; Gamma: no prices;
     Delta and aardvark: no pieces at all; a piece of an unknown brand and a prediction of an unknown image."""
-    storage.upsert_brands(con, [brand("alpha", "Alpha"), brand("beta", "Beta"), brand("gamma", "Gamma"),
+    warehouse.upsert_brands(con, [brand("alpha", "Alpha"), brand("beta", "Beta"), brand("gamma", "Gamma"),
                                 brand("delta", "Delta"), brand("aardvark", "aardvark")])
-    storage.upsert_items(con, [
+    warehouse.upsert_items(con, [
         piece("a1", "alpha", 10.0, "EUR", "black", [("u1", True), ("u2", False)]),
         piece("a2", "alpha", 20.0, "EUR", "white", [("u3", True), ("u4", False)]),
         piece("a3", "alpha", 40.0, "USD", "black"),
@@ -99,7 +99,7 @@ def table_rows(html: str) -> int:
 def test_summary_numbers_by_hand_with_missing_prices_images_and_predictions(tmp_path: Path):
     """Bad input: brands without images / prices / pieces, an error prediction, a blank colour, a piece of an
     unknown brand and a prediction of an unknown image; every number is compared with a hand-computed value."""
-    with storage.connect(tmp_path / "fic.duckdb") as con:
+    with warehouse.connect(tmp_path / "fic.duckdb") as con:
         seed_small(con)
         summary = brand_summary(con)
 
@@ -148,9 +148,9 @@ def test_top_colours_keeps_five_most_common(tmp_path: Path):
             n += 1
             items.append(piece(f"p{n}", "many", 10.0, "EUR", colour))
     items += [piece("nocolour1", "many", 10.0, "EUR", None), piece("nocolour2", "many", 10.0, "EUR", None)]
-    with storage.connect(tmp_path / "fic.duckdb") as con:
-        storage.upsert_brands(con, [brand("many", "Many Colours")])
-        storage.upsert_items(con, items)
+    with warehouse.connect(tmp_path / "fic.duckdb") as con:
+        warehouse.upsert_brands(con, [brand("many", "Many Colours")])
+        warehouse.upsert_items(con, items)
         row = brand_summary(con).iloc[0]
     assert row["pieces"] == 17
     assert row["top_colours"] == [("black", 4), ("blue", 3), ("white", 3), ("navy", 2), ("red", 2)]
@@ -158,7 +158,7 @@ def test_top_colours_keeps_five_most_common(tmp_path: Path):
 
 def test_report_numbers_formatted_for_people(tmp_path: Path):
     """Bad input: missing values everywhere (Delta) must read "—", not nan/None; numbers carry units."""
-    with storage.connect(tmp_path / "fic.duckdb") as con:
+    with warehouse.connect(tmp_path / "fic.duckdb") as con:
         seed_small(con)
         result = write_report(con, tmp_path / "report", generated_at=GENERATED)
     html = result.index_html.read_text(encoding="utf-8")
@@ -178,9 +178,9 @@ def test_report_numbers_formatted_for_people(tmp_path: Path):
 
 def test_hostile_brand_names_escaped_in_html_and_intact_in_summary(tmp_path: Path):
     """Bad input: brand names with quotes, slashes, ampersands, unicode, `$` (mathtext) and a <script> tag."""
-    with storage.connect(tmp_path / "fic.duckdb") as con:
-        storage.upsert_brands(con, [brand(slug, name) for slug, name in HOSTILE_NAMES.items()])
-        storage.upsert_items(con, [
+    with warehouse.connect(tmp_path / "fic.duckdb") as con:
+        warehouse.upsert_brands(con, [brand(slug, name) for slug, name in HOSTILE_NAMES.items()])
+        warehouse.upsert_items(con, [
             piece(f"{slug}-1", slug, 19.99, "EUR", "black", [(f"{slug}-img", True)]) for slug in HOSTILE_NAMES
         ])
         for slug in HOSTILE_NAMES:
@@ -202,7 +202,7 @@ def test_hostile_brand_names_escaped_in_html_and_intact_in_summary(tmp_path: Pat
 
 def test_empty_database_writes_a_report_saying_no_brands(tmp_path: Path):
     """Bad input: a database with the schema only (no brands, pieces, images or predictions)."""
-    with storage.connect(tmp_path / "fic.duckdb") as con:
+    with warehouse.connect(tmp_path / "fic.duckdb") as con:
         summary = brand_summary(con)
         result = write_report(con, tmp_path / "report", generated_at=GENERATED)
     assert summary.empty and list(summary.columns)[:3] == ["slug", "name", "pieces"]
@@ -216,9 +216,9 @@ def test_empty_database_writes_a_report_saying_no_brands(tmp_path: Path):
 
 def test_plots_survive_one_brand_with_only_errors_and_no_prices(tmp_path: Path):
     """Bad input: a single brand whose every prediction is an error and whose pieces have no price or colour."""
-    with storage.connect(tmp_path / "fic.duckdb") as con:
-        storage.upsert_brands(con, [brand("solo", "Solo")])
-        storage.upsert_items(con, [piece("s1", "solo", images=[("s-a", True), ("s-b", False)]),
+    with warehouse.connect(tmp_path / "fic.duckdb") as con:
+        warehouse.upsert_brands(con, [brand("solo", "Solo")])
+        warehouse.upsert_items(con, [piece("s1", "solo", images=[("s-a", True), ("s-b", False)]),
                                    piece("s2", "solo", images=[("s-c", False)])])
         for url in ("s-a", "s-b", "s-c"):
             predict(con, url, "error", brand_slug="solo")
@@ -237,9 +237,9 @@ def test_many_brands_table_lists_all_plots_show_top(tmp_path: Path):
     # brand-i has i + 1 pieces, so the plotted top 10 are brand-59 .. brand-50.
     items = [piece(f"b{i}-{k}", f"brand-{i:02d}", 10.0 + k, "EUR", ("black", "white", "navy")[k % 3])
              for i in range(60) for k in range(i + 1)]
-    with storage.connect(tmp_path / "fic.duckdb") as con:
-        storage.upsert_brands(con, brands)
-        storage.upsert_items(con, items)
+    with warehouse.connect(tmp_path / "fic.duckdb") as con:
+        warehouse.upsert_brands(con, brands)
+        warehouse.upsert_items(con, items)
         result = write_report(con, tmp_path / "report", generated_at=GENERATED, max_plot_brands=10)
         few = write_report(con, tmp_path / "few", generated_at=GENERATED, max_plot_brands=60)
     html = result.index_html.read_text(encoding="utf-8")
@@ -260,7 +260,7 @@ def test_rewrite_overwrites_stale_files_atomically(tmp_path: Path):
     out.mkdir()
     for file in (*PLOT_FILES.values(), "index.html"):
         (out / file).write_bytes(b"stale, half-written")
-    with storage.connect(tmp_path / "fic.duckdb") as con:
+    with warehouse.connect(tmp_path / "fic.duckdb") as con:
         seed_small(con)
         write_report(con, out, generated_at=GENERATED)
         result = write_report(con, out, generated_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
@@ -281,10 +281,10 @@ def test_report_renders_in_real_chromium(tmp_path: Path):
     except ImportError as error:
         require(False, f"the playwright package ({error})")
 
-    with storage.connect(tmp_path / "fic.duckdb") as con:
+    with warehouse.connect(tmp_path / "fic.duckdb") as con:
         seed_small(con)
-        storage.upsert_brands(con, [brand(slug, name) for slug, name in HOSTILE_NAMES.items()])
-        storage.upsert_items(con, [piece(f"{slug}-1", slug, 25.0, "EUR", "navy", [(f"{slug}-img", False)])
+        warehouse.upsert_brands(con, [brand(slug, name) for slug, name in HOSTILE_NAMES.items()])
+        warehouse.upsert_items(con, [piece(f"{slug}-1", slug, 25.0, "EUR", "navy", [(f"{slug}-img", False)])
                                    for slug in HOSTILE_NAMES])
         for slug in HOSTILE_NAMES:
             predict(con, f"{slug}-img", "not_worn", brand_slug=slug)

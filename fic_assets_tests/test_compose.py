@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from fic_assets import settings
+from fic_assets.platform import settings
 from fic_assets_tests.conftest import free_port, require, stop_process_group
 
 REPO = Path(__file__).resolve().parents[1]
@@ -560,7 +560,7 @@ def test_env_example_lists_every_variable_with_its_default():
 
 
 def test_label_studio_service_is_configured_like_the_local_server():
-    from fic_assets.labelling import server
+    from fic_assets.defs.labelling import server
 
     services = load_compose()["services"]
     service = services["label-studio"]
@@ -657,7 +657,7 @@ def test_dockerfile_copies_exist_and_are_in_the_build_context():
     for secret in (".dvc/config.local", ".env", "data/fic.duckdb", "models/production.json", ".venv/bin/python",
                    ".venv-label-studio/bin/python", ".git/config", "fic_assets/__pycache__/x.pyc", "datasets/images/a.jpg"):
         assert ignored(secret, patterns), f"{secret} would be sent to the Docker build"
-    assert not ignored("fic_assets/reports/templates/index.html.j2", patterns)  # root-anchored patterns only
+    assert not ignored("fic_assets/defs/reports/templates/index.html.j2", patterns)  # root-anchored patterns only
 
 
 def test_dockerignore_matcher():
@@ -744,11 +744,11 @@ def image_env(root: Path, app: Path, home: Path) -> dict[str, str]:
 CHECK_LAYOUT = """
 import json, sys
 import fic_assets, fic_crawler
-from fic_assets import settings
-from fic_assets.definitions import defs
-from fic_assets.labelling.client import instructions, labeling_config
-from fic_assets.resources import CRAWLER_PROJECT_DIR
-repository = defs.get_repository_def()
+from fic_assets.platform import settings
+from fic_assets.definitions import defs as load_defs
+from fic_assets.defs.labelling.client import instructions, labeling_config
+from fic_assets.defs.crawl.crawler import CRAWLER_PROJECT_DIR
+repository = load_defs().get_repository_def()
 print(json.dumps({
     "fic_assets": fic_assets.__file__, "fic_crawler": fic_crawler.__file__, "repo_root": str(settings.REPO_ROOT),
     "scrapy_cfg": (CRAWLER_PROJECT_DIR / "scrapy.cfg").is_file(), "params": settings.get("FIC_PARAMS_FILE"),
@@ -830,7 +830,7 @@ def services_healthcheck(port: int) -> list[str]:
 
 def test_demo_shop_command_serves_pages_for_the_stack_host(layout):
     """The demo-shop service's command (on loopback here) answers, and its links name the host asked for."""
-    from fic_assets.demo_shop.server import stop_group
+    from fic_assets.demo.shop.server import stop_group
 
     root, app, env = layout
     port = free_port()

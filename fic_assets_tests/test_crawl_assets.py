@@ -7,12 +7,13 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from fic_assets import storage
+from fic_assets.platform import warehouse
 from fic_assets.defs.crawl.assets import brand_catalogue, brands
 from fic_assets.defs.crawl.jobs import crawl_job
-from fic_assets.defs.crawl.partitions import brand_partitions
-from fic_assets.demo_shop.catalogue import build_catalogue
-from fic_assets.resources import CrawlError, CrawlerResource, DuckDBResource
+from fic_assets.defs.shared import brand_partitions
+from fic_assets.demo.shop.catalogue import build_catalogue
+from fic_assets.platform.warehouse import DuckDBResource
+from fic_assets.defs.crawl.crawler import CrawlError, CrawlerResource
 from fic_assets_tests.conftest import free_port
 
 RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
@@ -71,7 +72,7 @@ def test_one_run_crawls_two_brands_and_a_rerun_adds_no_rows(platform, catalogue)
     first = crawl(defs, instance, *partitions)
     assert first.success
     with duckdb.connect(read_only=True) as con:
-        counts = storage.table_counts(con)
+        counts = warehouse.table_counts(con)
         stored = dict(con.execute("SELECT item_id, brand_slug FROM pieces").fetchall())
         packshots = dict(con.execute("SELECT image_url, is_packshot FROM images").fetchall())
         last_crawled = con.execute("SELECT count(*) FROM brands WHERE last_crawled IS NOT NULL").fetchone()[0]
@@ -97,7 +98,7 @@ def test_one_run_crawls_two_brands_and_a_rerun_adds_no_rows(platform, catalogue)
     second = crawl(defs, instance, *partitions)
     assert second.success
     with duckdb.connect(read_only=True) as con:
-        after = storage.table_counts(con)
+        after = warehouse.table_counts(con)
     assert {k: v for k, v in after.items() if k != "crawl_log"} == {k: v for k, v in counts.items() if k != "crawl_log"}
     assert after["crawl_log"] == counts["crawl_log"] + 1
 
@@ -118,8 +119,8 @@ def test_shop_down_fails_the_run_clearly_and_writes_nothing(tmp_path, monkeypatc
     down = f"http://127.0.0.1:{free_port()}"
     duckdb = DuckDBResource(path=str(tmp_path / "fic.duckdb"))
     with duckdb.connect() as con:
-        storage.upsert_brands(con, [{"slug": "levis", "name": "Levi's", "url": f"{down}/levis/"}])
+        warehouse.upsert_brands(con, [{"slug": "levis", "name": "Levi's", "url": f"{down}/levis/"}])
     with pytest.raises(CrawlError, match=down):
         dg.materialize([brands], resources={"duckdb": duckdb, "crawler": CrawlerResource(shop_url=down)})
     with duckdb.connect(read_only=True) as con:
-        assert storage.table_counts(con)["brands"] == 1
+        assert warehouse.table_counts(con)["brands"] == 1

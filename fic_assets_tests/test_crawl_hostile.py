@@ -18,11 +18,12 @@ import dagster as dg
 import duckdb as duckdb_lib
 import pytest
 
-from fic_assets import storage
+from fic_assets.platform import warehouse
 from fic_assets.defs.crawl.assets import brand_catalogue, brand_rows, brands
 from fic_assets.defs.crawl.jobs import crawl_job
-from fic_assets.defs.crawl.partitions import brand_partitions
-from fic_assets.resources import CrawlerResource, DuckDBResource
+from fic_assets.defs.shared import brand_partitions
+from fic_assets.platform.warehouse import DuckDBResource
+from fic_assets.defs.crawl.crawler import CrawlerResource
 from fic_assets_tests.conftest import free_port
 from fic_assets_tests.hostile_shop import BRANDS, GONE, HOSTILE_PAGES, HostileShop, brand_sku
 from fic_crawler.items import path_hash
@@ -197,12 +198,12 @@ def test_single_brand_whose_listing_answers_404_fails_the_partition(shop, tmp_pa
     """Bad input: a brand partition whose listing now answers 404 (the only brand of the run): the run fails, saying
     so, the brand is marked gone, last_crawled stays as it was and `pieces` is not materialized."""
     monkeypatch.setenv("FIC_DATA_DIR", str(tmp_path))
-    earlier = storage.utcnow() - timedelta(days=7)
+    earlier = warehouse.utcnow() - timedelta(days=7)
     with dg.instance_for_test() as instance:
         platform = Platform(shop, instance, DuckDBResource(path=str(tmp_path / "fic.duckdb")), tmp_path)
         with platform.duckdb.connect() as con:
-            storage.upsert_brands(con, [{"slug": "gone-brand", "name": "Gone Brand", "url": f"{shop.url}/gone-brand/"}])
-            storage.record_listing_status(con, {"gone-brand": "ok"}, earlier)
+            warehouse.upsert_brands(con, [{"slug": "gone-brand", "name": "Gone Brand", "url": f"{shop.url}/gone-brand/"}])
+            warehouse.record_listing_status(con, {"gone-brand": "ok"}, earlier)
         instance.add_dynamic_partitions(brand_partitions.name, ["gone-brand"])
         result = platform.crawl(["gone-brand"])
         assert not result.success
@@ -219,12 +220,12 @@ def test_shop_url_at_a_closed_port_fails_the_partition_and_last_crawled_stays(tm
     naming the brand, the reason and the zero pages; no piece, last_crawled unchanged, the status recorded."""
     monkeypatch.setenv("FIC_DATA_DIR", str(tmp_path))
     down = f"http://127.0.0.1:{free_port()}"
-    earlier = storage.utcnow() - timedelta(days=7)
+    earlier = warehouse.utcnow() - timedelta(days=7)
     with dg.instance_for_test() as instance:
         platform = Platform(None, instance, DuckDBResource(path=str(tmp_path / "fic.duckdb")), tmp_path)  # type: ignore[arg-type]
         with platform.duckdb.connect() as con:
-            storage.upsert_brands(con, [{"slug": "levis", "name": "Levi's", "url": f"{down}/levis/"}])
-            storage.record_listing_status(con, {"levis": "ok"}, earlier)
+            warehouse.upsert_brands(con, [{"slug": "levis", "name": "Levi's", "url": f"{down}/levis/"}])
+            warehouse.record_listing_status(con, {"levis": "ok"}, earlier)
         instance.add_dynamic_partitions(brand_partitions.name, ["levis"])
         result = platform.crawl(["levis"], shop_url=down)
         assert not result.success
@@ -251,7 +252,7 @@ def test_brands_missing_from_a_later_brand_index_are_marked_delisted_not_deleted
     assert any("marked delisted" in message for message in warnings(platform.instance, result.run_id))
     # Listed again later: the mark is cleared (upsert of the brand as the full index would give it).
     with later.duckdb.connect() as con:
-        storage.upsert_brands(con, [{"slug": "gone-brand", "name": "Gone Brand", "url": f"{platform.shop.url}/gone-brand/"}])
+        warehouse.upsert_brands(con, [{"slug": "gone-brand", "name": "Gone Brand", "url": f"{platform.shop.url}/gone-brand/"}])
     assert stored_brands(later)["gone-brand"]["delisted_at"] is None
 
 
@@ -357,9 +358,9 @@ def test_image_url_shared_by_two_products_is_stored_for_both_whatever_the_crawl_
     feed = Path(metadata(result, "pieces")["crawl_log"]).with_name("zalando.jsonl").read_text(encoding="utf-8")
     items = [json.loads(line) for line in feed.splitlines()]
     with platform.duckdb.connect() as con:
-        before = storage.table_counts(con), con.execute("SELECT count(*) FROM piece_images").fetchone()
-        again = storage.upsert_items(con, list(reversed(items)), seen_at=storage.utcnow() + timedelta(hours=1))
-        after = storage.table_counts(con), con.execute("SELECT count(*) FROM piece_images").fetchone()
+        before = warehouse.table_counts(con), con.execute("SELECT count(*) FROM piece_images").fetchone()
+        again = warehouse.upsert_items(con, list(reversed(items)), seen_at=warehouse.utcnow() + timedelta(hours=1))
+        after = warehouse.table_counts(con), con.execute("SELECT count(*) FROM piece_images").fetchone()
         owner = con.execute("SELECT item_id FROM images WHERE image_url = ?", [shared[0][0]]).fetchone()[0]
     assert before == after and (again.images_new, again.image_links_new) == (0, 0)
     assert owner == "HO1000013-K11"
@@ -390,12 +391,12 @@ def test_duckdb_file_from_before_brand_paths_and_piece_images_keeps_working(tmp_
     con.execute("INSERT INTO images VALUES ('http://shop/img/a.jpg', 'BJ1', 0, false, 1, now(), now())")
     con.close()
     for _ in range(2):  # twice: the migration is idempotent
-        with storage.connect(path) as con:
-            assert storage.brand_paths(con) == {"björn-borg": "bjorn-borg"}
+        with warehouse.connect(path) as con:
+            assert warehouse.brand_paths(con) == {"björn-borg": "bjorn-borg"}
             assert con.execute("SELECT item_id, image_url FROM piece_images").fetchall() == [("BJ1", "http://shop/img/a.jpg")]
             assert con.execute("SELECT flag_model FROM images").fetchone() == (1,)
             rows, suffixed = brand_rows([{"name": "Björn Borg", "path": "björn-borg", "url": "http://shop/bj%C3%B6rn-borg/"},
                                          {"name": "bjorn-borg", "path": "bjorn-borg", "url": "http://shop/bjorn-borg/"}],
-                                        storage.brand_paths(con))
+                                        warehouse.brand_paths(con))
     assert {row["path"]: row["slug"] for row in rows} == {"björn-borg": "bjorn-borg", "bjorn-borg": f"bjorn-borg-{path_hash('bjorn-borg')}"}
     assert [brand["path"] for brand in suffixed] == ["bjorn-borg"]

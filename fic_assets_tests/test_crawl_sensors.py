@@ -9,10 +9,10 @@ import textwrap
 import dagster as dg
 import pytest
 
-from fic_assets import storage
-from fic_assets.defs.crawl.partitions import brand_partitions
+from fic_assets.platform import warehouse
+from fic_assets.defs.shared import brand_partitions
 from fic_assets.defs.crawl.sensors import brand_sensor, recrawl_schedule
-from fic_assets.resources import DuckDBResource
+from fic_assets.platform.warehouse import DuckDBResource
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -31,7 +31,7 @@ def duckdb_resource(tmp_path):
 
 def store_brands(resource: DuckDBResource, slugs: list[str]) -> None:
     with resource.connect() as con:
-        storage.upsert_brands(con, [{"slug": slug, "name": slug.title(), "url": f"http://shop/{slug}/"} for slug in slugs])
+        warehouse.upsert_brands(con, [{"slug": slug, "name": slug.title(), "url": f"http://shop/{slug}/"} for slug in slugs])
 
 
 def report_brands_materialized(instance: dg.DagsterInstance) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fic_assets import storage
+from fic_assets.platform import warehouse
 from fic_assets_tests.conftest import platform_env
 
 BIN = Path(sys.executable).parent
@@ -28,8 +28,8 @@ def run(command: list[str], env: dict, timeout: float = 300) -> subprocess.Compl
 
 
 def counts(env: dict) -> dict[str, int]:
-    with storage.connect(env["FIC_DUCKDB"], read_only=True) as con:
-        return storage.table_counts(con)
+    with warehouse.connect(env["FIC_DUCKDB"], read_only=True) as con:
+        return warehouse.table_counts(con)
 
 
 def instance_state(env: dict) -> tuple[list[str], int]:
@@ -45,7 +45,7 @@ def test_definitions_load_and_validate(cli_env):
 def test_dg_finds_the_project_checks_and_lists_its_definitions(cli_env):
     """`dg` (pyproject's [tool.dg]) from the repository root: `dg check defs` loads the code location, and
     `dg list defs --json` lists the platform's assets, jobs and sensors."""
-    from fic_assets.settings import REPO_ROOT
+    from fic_assets.platform.settings import REPO_ROOT
 
     env = {**cli_env, "VIRTUAL_ENV": str(BIN.parent), "PATH": f"{BIN}:{cli_env.get('PATH', '')}"}
     checked = subprocess.run([str(BIN / "dg"), "check", "defs"], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)

@@ -16,7 +16,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fic_assets import model_registry, storage
+from fic_assets.defs.model import registry
+from fic_assets.platform import warehouse
 from fic_assets_tests.conftest import free_port, platform_env, stop_process_group
 
 BIN = Path(sys.executable).parent
@@ -136,27 +137,27 @@ def test_sensor_first_crawl_then_ui_backfill_of_all_brands_is_one_clean_run(dags
     assert {("brands",): False, ("pieces",): True, ("image_urls",): True}.items() <= nodes.items()
     assert {("label_studio_project",), ("label_tasks",), ("human_labels",)} <= nodes.keys()
 
-    with storage.connect(Path(env["FIC_DATA_DIR"]) / "fic.duckdb", read_only=True) as con:
-        before = storage.table_counts(con)
+    with warehouse.connect(Path(env["FIC_DATA_DIR"]) / "fic.duckdb", read_only=True) as con:
+        before = warehouse.table_counts(con)
 
     runs = wait_for_backfill(url, launch_all_brands_backfill(url, ["pieces", "image_urls"]), env)
     assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS  # single-run backfill policy
     assert (runs[0].tags["dagster/asset_partition_range_start"], runs[0].tags["dagster/asset_partition_range_end"]) == (partitions[0], partitions[-1])
 
-    with storage.connect(Path(env["FIC_DATA_DIR"]) / "fic.duckdb", read_only=True) as con:
-        after = storage.table_counts(con)
+    with warehouse.connect(Path(env["FIC_DATA_DIR"]) / "fic.duckdb", read_only=True) as con:
+        after = warehouse.table_counts(con)
     assert after["crawl_log"] == before["crawl_log"] + 1
     assert {k: after[k] for k in ("brands", "pieces", "images")} == {k: before[k] for k in ("brands", "pieces", "images")}
 
     # A retrain promotes a model (here: the pointer plus the asset event a `production_model` run records).
     version = json.loads((trained_model / "card.json").read_text())["version"]
-    model_registry.promote(trained_model, version, {"f1": 1.0}, root=Path(env["FIC_MODELS_DIR"]))
+    registry.promote(trained_model, version, {"f1": 1.0}, root=Path(env["FIC_MODELS_DIR"]))
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="production_model"))
     predicted = wait_for(lambda: finished_run(env, {"fic/trigger": "stale_predictions"}), 240, "prediction_sensor's predict run", interval=2)
     assert predicted.status == dg.DagsterRunStatus.SUCCESS and predicted.job_name == "predict_job"
     assert (predicted.tags["dagster/asset_partition_range_start"], predicted.tags["dagster/asset_partition_range_end"]) == (partitions[0], partitions[-1])
-    with storage.connect(Path(env["FIC_DATA_DIR"]) / "fic.duckdb", read_only=True) as con:
+    with warehouse.connect(Path(env["FIC_DATA_DIR"]) / "fic.duckdb", read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT image_url), min(model_version) FROM predictions").fetchone() == (after["images"], after["images"], version)
 
     runs = wait_for_backfill(url, launch_all_brands_backfill(url, ["brand_predictions"]), env)

@@ -16,9 +16,9 @@ import dagster as dg
 import pytest
 from dagster._core.events import EngineEventData  # no public constructor for the event a run worker logs
 
-from fic_assets.dead_runs import release_dead_runs
+from fic_assets.defs.operations.dead_runs import release_dead_runs
 from fic_assets.defs.operations.sensors import dead_run_sensor
-from fic_assets.instance import TEMPLATE
+from fic_assets.platform.instance import TEMPLATE
 
 POOL = "duckdb"
 

@@ -22,10 +22,10 @@ import pytest
 from PIL import Image as PILImage
 from parsel import Selector
 
-from fic_assets.demo_shop import server
-from fic_assets.demo_shop.catalogue import build_catalogue, catalogue_for, image_url, product_url, truth_rows
-from fic_assets.demo_shop.images import image_bytes
-from fic_assets.demo_shop.photos import PhotosError, load_photos
+from fic_assets.demo.shop import server
+from fic_assets.demo.shop.catalogue import build_catalogue, catalogue_for, image_url, product_url, truth_rows
+from fic_assets.demo.shop.images import image_bytes
+from fic_assets.demo.shop.photos import PhotosError, load_photos
 from fic_assets_tests.conftest import free_port, platform_env
 
 
@@ -186,7 +186,7 @@ def test_missing_folder_is_a_clear_error_in_the_loader_and_both_commands(tmp_pat
         server.main(["--photos", str(tmp_path / "nowhere"), "--write-truth", str(tmp_path / "truth.csv")])
     assert exited.value.code == 2 and not (tmp_path / "truth.csv").exists()
     assert f"error: --photos: photos folder {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
-    from fic_assets import demo
+    from fic_assets.demo.run import run as demo
 
     with pytest.raises(SystemExit) as exited:
         demo.main(["--photos", str(tmp_path / "nowhere")])
@@ -251,7 +251,7 @@ def test_unreadable_file_beside_good_photos_is_skipped_with_a_warning(odd_photos
 def test_demo_scores_predictions_against_the_truth_and_counts_another_url_of_a_labelled_photo_as_seen(tmp_path, real_set):
     import duckdb
 
-    from fic_assets import demo
+    from fic_assets.demo.run import run as demo
 
     catalogue = build_catalogue(42, real_set)
     base = "http://shop"
@@ -280,7 +280,7 @@ def test_demo_warns_when_duckdb_holds_labels_of_other_images(tmp_path, real_set,
     """An earlier demo on the same FIC_DATA_DIR with drawings leaves labels the photo demo would train on too."""
     import duckdb
 
-    from fic_assets import demo
+    from fic_assets.demo.run import run as demo
 
     monkeypatch.setenv("FIC_DUCKDB", str(tmp_path / "fic.duckdb"))
     drawn_url = truth_rows(build_catalogue(42), "http://shop")[0]["image_url"]
@@ -343,7 +343,7 @@ def test_demo_shop_command_serves_the_photos_over_http(odd_photos, real_set, tmp
         # The same port with drawings or other photos is another shop: --background and `fic demo` refuse to use it.
         assert server.main(["--background", "--port", str(port)]) == 1
         assert "not seed 42 and drawn images; stop it first" in capsys.readouterr().err
-        from fic_assets import demo
+        from fic_assets.demo.run import run as demo
 
         demo.ensure_demo_shop(url, photos)
         for other in (None, real_set):
@@ -384,8 +384,8 @@ def test_demo_runs_the_whole_loop_on_real_photos(tmp_path, photo_shop_url, real_
     import dagster as dg
     import yaml
 
-    from fic_assets import storage
-    from fic_assets.labelling.simulated_annotator import truth_by_url
+    from fic_assets.platform import warehouse
+    from fic_assets.defs.labelling.simulated_annotator import truth_by_url
     from fic_assets_tests.test_dagster_cli import run
     from fic_assets_tests.test_model_assets import FAST_PARAMS
 
@@ -418,7 +418,7 @@ def test_demo_runs_the_whole_loop_on_real_photos(tmp_path, photo_shop_url, real_
     truth = truth_by_url(truth_rows(build_catalogue(42, real_set), photo_shop_url))
     production = json.loads((tmp_path / "models" / "production.json").read_text())
     assert f"production model {production['version']}: " in demo.stdout
-    with storage.connect(env["FIC_DUCKDB"], read_only=True) as con:
+    with warehouse.connect(env["FIC_DUCKDB"], read_only=True) as con:
         labels = dict(con.execute("SELECT image_url, label FROM labels").fetchall())
         tasks = con.execute("SELECT count(*), count(DISTINCT image_url) FROM label_tasks").fetchone()
         hinted = con.execute("SELECT count(*) FROM label_tasks WHERE pre_model_version = ?", [production["version"]]).fetchone()[0]

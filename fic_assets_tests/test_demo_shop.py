@@ -17,9 +17,9 @@ import pytest
 from parsel import Selector
 from PIL import Image as PILImage
 
-from fic_assets.demo_shop import server
+from fic_assets.demo.shop import server
 from fic_assets_tests.conftest import free_port
-from fic_assets.demo_shop.catalogue import (
+from fic_assets.demo.shop.catalogue import (
     Catalogue,
     Image,
     Product,
@@ -30,7 +30,7 @@ from fic_assets.demo_shop.catalogue import (
     truth_csv,
     write_truth_csv,
 )
-from fic_assets.demo_shop.images import HUGE_SIZE, flat_grey_jpeg
+from fic_assets.demo.shop.images import HUGE_SIZE, flat_grey_jpeg
 
 SKU = re.compile(r"[A-Z0-9]{9}-[A-Z0-9]{3}")
 SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")

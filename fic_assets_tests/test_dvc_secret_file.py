@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fic_assets.imageset.dvc import DvcProject
+from fic_assets.defs.dataset.dvc import DvcProject
 
 SECRET = "s3cr3t/with+odd,chars'\"#;"
 KEY_ID = "AKIAFICTEST"

@@ -18,10 +18,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fic_assets import model_registry, storage
-from fic_assets.imageset.cache import ImageCache
-from fic_assets.imageset.download import CANCELLED, DownloadPolicy, fetch_many, fetch_one, make_session
-from fic_assets.ml.scoring import FetchOptions, Scorer, SourceReader, score_stream
+from fic_assets.defs.model import registry
+from fic_assets.platform import warehouse
+from fic_assets.defs.dataset.cache import ImageCache
+from fic_assets.defs.dataset.download import CANCELLED, DownloadPolicy, fetch_many, fetch_one, make_session
+from fic_assets.defs.model.scoring import FetchOptions, Scorer, SourceReader, score_stream
 from fic_assets_tests.conftest import platform_env
 from fic_assets_tests.hostile_host import TRICKLE_LENGTH, HostileHost
 
@@ -213,7 +214,7 @@ BRAND = "jack-jones"  # no broken images among its first products (a CMYK JPEG a
 
 
 def predictions(db: str) -> dict[str, tuple]:
-    with storage.connect(db, read_only=True) as con:
+    with warehouse.connect(db, read_only=True) as con:
         return {url: rest for url, *rest in con.execute("SELECT image_url, label, error FROM predictions").fetchall()}
 
 
@@ -236,10 +237,10 @@ def test_sigterm_ends_a_prediction_run_stuck_on_a_trickling_host_and_the_rerun_c
         assert (len(healthy), len(trickling)) == (42, 10)
 
         env = platform_env(tmp_path, demo_shop_url, FIC_PREDICTION_CHUNK_SIZE="16", FIC_IMAGE_DEADLINE_SECONDS="30")
-        with storage.connect(env["FIC_DUCKDB"]) as con:
-            storage.upsert_brands(con, brand_rows(items))
-            storage.upsert_items(con, items)
-        model_registry.promote(trained_model, "hostile-v1", {"f1": 1.0}, root=Path(env["FIC_MODELS_DIR"]))
+        with warehouse.connect(env["FIC_DUCKDB"]) as con:
+            warehouse.upsert_brands(con, brand_rows(items))
+            warehouse.upsert_items(con, items)
+        registry.promote(trained_model, "hostile-v1", {"f1": 1.0}, root=Path(env["FIC_MODELS_DIR"]))
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             instance.add_dynamic_partitions("brands", [BRAND])
         command = [str(BIN / "dagster"), "asset", "materialize", "-m", "fic_assets.definitions", "--select",

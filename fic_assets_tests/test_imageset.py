@@ -13,11 +13,11 @@ import pytest
 import requests
 from PIL import Image
 
-from fic_assets.demo_shop.catalogue import IMAGE_DEFECTS, build_catalogue, image_url
-from fic_assets.imageset.build import build_image_set, ensure_tables, file_name, store_rejects
-from fic_assets.imageset.cache import ImageCache
-from fic_assets.imageset.download import DownloadPolicy, fetch_many
-from fic_assets.imageset.dvc import DvcError, DvcProject
+from fic_assets.demo.shop.catalogue import IMAGE_DEFECTS, build_catalogue, image_url
+from fic_assets.defs.dataset.build import build_image_set, ensure_tables, file_name, store_rejects
+from fic_assets.defs.dataset.cache import ImageCache
+from fic_assets.defs.dataset.download import DownloadPolicy, fetch_many
+from fic_assets.defs.dataset.dvc import DvcError, DvcProject
 from fic_assets_tests.conftest import free_port
 
 # What each broken demo-shop image must be rejected for (cmyk and png_alpha are converted, not rejected).

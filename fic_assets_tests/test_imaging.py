@@ -1,4 +1,4 @@
-"""Every broken or awkward image the demo shop serves, fetched over real HTTP and decoded by fic_assets.imaging."""
+"""Every broken or awkward image the demo shop serves, fetched over real HTTP and decoded by fic_assets.platform.imaging."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import urllib.request
 import pytest
 from PIL import Image
 
-from fic_assets.demo_shop.catalogue import build_catalogue, image_url
-from fic_assets.imaging import BadImageError, decode_rgb
+from fic_assets.demo.shop.catalogue import build_catalogue, image_url
+from fic_assets.platform.imaging import BadImageError, decode_rgb
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ import pytest
 
 from fic_assets.defs.labelling.assets import label_studio_project
 from fic_assets.defs.labelling.sensors import annotation_sensor
-from fic_assets.labelling.client import LabelStudioError, LabelStudioResource, body_summary, instructions, labeling_config
-from fic_assets.resources import DuckDBResource
+from fic_assets.defs.labelling.client import LabelStudioError, LabelStudioResource, body_summary, instructions, labeling_config
+from fic_assets.platform.warehouse import DuckDBResource
 
 SHORT = 400  # characters: an error line a person reads in the Dagster UI
 

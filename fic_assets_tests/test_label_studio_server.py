@@ -22,8 +22,8 @@ import httpx
 import pytest
 from label_studio_sdk import LabelStudio
 
-from fic_assets import settings
-from fic_assets.labelling import server
+from fic_assets.platform import settings
+from fic_assets.defs.labelling import server
 from fic_assets_tests.conftest import free_port, require
 
 LABELING_CONFIG = settings.REPO_ROOT / "label_studio" / "labeling_config.xml"

@@ -9,19 +9,19 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from fic_assets import storage
+from fic_assets.platform import warehouse
 from fic_assets.defs.labelling.assets import human_labels, label_studio_project, label_tasks
 from fic_assets.defs.labelling.sensors import annotation_sensor
 from fic_assets.defs.model.sensors import relabel_sensor
-from fic_assets.labelling import labels as label_sync
-from fic_assets.labelling.client import (
+from fic_assets.defs.labelling import labels as label_sync
+from fic_assets.defs.labelling.client import (
     LabelStudioAuthError,
     LabelStudioResource,
     LabelStudioUnavailable,
     choice_result,
     labeling_config,
 )
-from fic_assets.resources import DuckDBResource
+from fic_assets.platform.warehouse import DuckDBResource
 from fic_assets_tests.conftest import free_port
 
 BRANDS = {"levis": "Levi's", "bjorn-borg": "Björn Borg", "selected-femme-homme": "Selected Femme/Homme", "quoted": 'The "Quoted" Label'}
@@ -44,8 +44,8 @@ def seed_catalogue(duckdb: DuckDBResource, images_per_brand: int = 6) -> list[st
                 }
             )
     with duckdb.connect() as con:
-        storage.upsert_brands(con, [{"slug": slug, "name": name, "url": f"http://shop.test/{slug}/"} for slug, name in BRANDS.items()])
-        storage.upsert_items(con, items)
+        warehouse.upsert_brands(con, [{"slug": slug, "name": name, "url": f"http://shop.test/{slug}/"} for slug, name in BRANDS.items()])
+        warehouse.upsert_items(con, items)
         return [row[0] for row in con.execute("SELECT image_url FROM images ORDER BY image_url").fetchall()]
 
 

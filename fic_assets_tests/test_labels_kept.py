@@ -18,12 +18,12 @@ import duckdb
 import pandas as pd
 import pytest
 
-from fic_assets import storage
+from fic_assets.platform import warehouse
 from fic_assets.defs.labelling.assets import human_labels, label_studio_project, label_tasks
-from fic_assets.labelling import labels as label_sync
-from fic_assets.labelling import server
-from fic_assets.labelling.client import LabelStudioResource, choice_result, instructions, labeling_config
-from fic_assets.resources import DuckDBResource
+from fic_assets.defs.labelling import labels as label_sync
+from fic_assets.defs.labelling import server
+from fic_assets.defs.labelling.client import LabelStudioResource, choice_result, instructions, labeling_config
+from fic_assets.platform.warehouse import DuckDBResource
 from fic_assets_tests.conftest import free_port
 from fic_assets_tests.test_labelling import seed_catalogue
 
@@ -236,7 +236,7 @@ def test_an_empty_pull_of_another_project_removes_no_label(tmp_path):
          "annotator": "ann", "label": "worn", "problem": None, "created_at": t0.isoformat(), "updated_at": t0.isoformat(), "lead_time": 1.0}
         for n in range(1, 4)
     ]
-    with storage.connect(tmp_path / "fic.duckdb") as con, storage.transaction(con):
+    with warehouse.connect(tmp_path / "fic.duckdb") as con, warehouse.transaction(con):
         first, _ = label_sync.sync_project(con, 1, label_sync.annotations_frame(rows))
         second, _ = label_sync.sync_project(con, 2, label_sync.annotations_frame([]))
         labels = con.execute("SELECT count(*), min(project_key), max(project_key) FROM labels").fetchone()
@@ -247,11 +247,11 @@ def test_an_empty_pull_of_another_project_removes_no_label(tmp_path):
 def test_a_wiped_label_studio_at_the_same_url_reusing_the_id_is_a_new_project(tmp_path):
     """Hostile action, without a server: Label Studio's data dir wiped and the server restarted at the SAME URL,
     so the re-created project has the old id and the old URL; only its creation time differs."""
-    from fic_assets.labelling.projects import SeenProject, register_project
+    from fic_assets.defs.labelling.projects import SeenProject, register_project
 
     url, created = "http://127.0.0.1:8080", pd.Timestamp("2026-01-01 09:00", tz="UTC").to_pydatetime()
     wiped = SeenProject(1, created + pd.Timedelta(days=30), "fic", url)
-    with storage.connect(tmp_path / "fic.duckdb") as con:
+    with warehouse.connect(tmp_path / "fic.duckdb") as con:
         first = register_project(con, SeenProject(1, created, "fic", url), dict)
         con.execute("""INSERT INTO label_tasks (project_key, task_id, image_url, project_id, created_at)
                        VALUES (?, 1, 'http://shop.test/a.jpg', 1, now())""", [first.key])
@@ -308,7 +308,7 @@ def test_a_task_deleted_in_label_studio_is_retired_and_its_image_offered_again(p
 
 # --- an existing DuckDB file from before label_projects ----------------------------------------------------------
 
-# The labelling tables as the platform created them before project keys (git history of fic_assets/storage.py).
+# The labelling tables as the platform created them before project keys (git history of fic_assets/platform/warehouse.py).
 OLD_LABELLING_SCHEMA = (
     """CREATE TABLE label_tasks (image_url TEXT PRIMARY KEY, task_id BIGINT NOT NULL, project_id INTEGER NOT NULL,
         item_id TEXT, brand_slug TEXT, pre_label TEXT, pre_score DOUBLE, pre_model_version TEXT, created_at TIMESTAMPTZ NOT NULL)""",
@@ -351,9 +351,9 @@ def test_a_duckdb_file_from_before_project_keys_is_migrated_and_keeps_its_projec
             con.execute("INSERT INTO labels VALUES (?, NULL, ?, ?, ?, ?, ?, ?, 1, 1.0)",
                         [row["image_url"], row["label"], row["annotator"], row["updated_at"], row["task_id"], row["annotation_id"], row["lead_time"]])
 
-    with storage.connect(path) as con:  # the migration, twice: idempotent
+    with warehouse.connect(path) as con:  # the migration, twice: idempotent
         pass
-    with storage.connect(path) as con:
+    with warehouse.connect(path) as con:
         assert con.execute("SELECT project_key, project_id, created_at FROM label_projects").fetchall() == [(1, project_id, None)]
         assert con.execute("SELECT count(*), min(project_key) FROM label_tasks").fetchone() == (3, 1)
         assert con.execute("SELECT count(*), min(project_key) FROM annotations").fetchone() == (2, 1)

@@ -20,14 +20,14 @@ import yaml
 from PIL import Image
 
 from fic_assets import cli
-from fic_assets.ml import CLASSES
-from fic_assets.ml.artifact import load_classifier
-from fic_assets.ml.baseline import cross_validate_baseline
-from fic_assets.ml.data import make_folds, write_folds
-from fic_assets.ml.model import ARCHS, WeightMappingError, build_model, map_by_order
-from fic_assets.ml.sample import write_demo_image_set
-from fic_assets.ml.scoring import Scorer, model_pixels, score_stream
-from fic_assets.ml.train import train
+from fic_assets.defs.model.classes import CLASSES
+from fic_assets.defs.model.artifact import load_classifier
+from fic_assets.defs.model.baseline import cross_validate_baseline
+from fic_assets.defs.model.data import make_folds, write_folds
+from fic_assets.defs.model.network import ARCHS, WeightMappingError, build_model, map_by_order
+from fic_assets.demo.sample import write_demo_image_set
+from fic_assets.defs.model.scoring import Scorer, model_pixels, score_stream
+from fic_assets.defs.model.train import train
 
 # Small and quick, but the same code path as the defaults.
 FAST_PARAMS = {"prepare": {"folds": 4, "seed": 1}, "train": {"input_size": 128, "cv_repeats": 1}}

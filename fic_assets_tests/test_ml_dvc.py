@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from fic_assets.ml.sample import write_demo_image_set
+from fic_assets.demo.sample import write_demo_image_set
 
 REPO = Path(__file__).resolve().parents[1]
 

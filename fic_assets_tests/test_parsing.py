@@ -373,7 +373,7 @@ def fetch(url: str) -> str:
 
 def demo_sample():
     """Products covering every page defect, JSON-LD shape, brand-in-h1 variant, sale and brand name."""
-    from fic_assets.demo_shop.catalogue import catalogue_for
+    from fic_assets.demo.shop.catalogue import catalogue_for
 
     chosen: dict[str, object] = {}
     for product in catalogue_for(42).products:
@@ -384,7 +384,7 @@ def demo_sample():
 
 
 def expected_from_catalogue(product, base_url: str) -> dict:
-    from fic_assets.demo_shop.catalogue import image_url
+    from fic_assets.demo.shop.catalogue import image_url
 
     priced = product.page_defect != "missing_price"
     images = [] if product.page_defect == "truncated" else [
@@ -414,7 +414,7 @@ def test_demo_shop_product_pages_match_the_catalogue(demo_shop_url):
 
 
 def test_demo_shop_javascript_page_without_browser_is_no_product(demo_shop_url):
-    from fic_assets.demo_shop.catalogue import catalogue_for
+    from fic_assets.demo.shop.catalogue import catalogue_for
 
     product = catalogue_for(42).products[0]
     with pytest.raises(NoProductError):
@@ -422,7 +422,7 @@ def test_demo_shop_javascript_page_without_browser_is_no_product(demo_shop_url):
 
 
 def test_demo_shop_listing_and_brand_index(demo_shop_url):
-    from fic_assets.demo_shop.catalogue import catalogue_for
+    from fic_assets.demo.shop.catalogue import catalogue_for
 
     catalogue = catalogue_for(42)
     listing = fetch(f"{demo_shop_url}/levis/")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fic_assets import storage
+from fic_assets.platform import warehouse
 from fic_assets_tests.conftest import free_port, platform_env, require, stop_process_group
 from fic_assets_tests.postgres import PostgresServer, running_postgres
 
@@ -165,8 +165,8 @@ def test_daemon_on_postgres_ticks_brand_sensor_and_works_the_run_queue(tmp_path,
     assert {"SENSOR", "QUEUED_RUN_COORDINATOR", "MONITORING"} <= heartbeats, heartbeats
 
     # And the crawl reached DuckDB.
-    with storage.connect(env["FIC_DUCKDB"], read_only=True) as con:
-        counts = storage.table_counts(con)
+    with warehouse.connect(env["FIC_DUCKDB"], read_only=True) as con:
+        counts = warehouse.table_counts(con)
     assert counts["brands"] == len(partitions)
     assert counts["pieces"] > 0 and counts["images"] > 0 and counts["crawl_log"] >= 1, counts
 

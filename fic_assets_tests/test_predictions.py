@@ -19,14 +19,15 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from fic_assets import model_registry, storage
-from fic_assets.demo_shop.catalogue import build_catalogue, image_url, product_url
-from fic_assets.demo_shop.images import image_bytes
-from fic_assets.imageset.cache import ImageCache
-from fic_assets.ml.artifact import CARD_FILE, ONNX_FILE, export_onnx
-from fic_assets.ml.scoring import FetchOptions, Scorer, model_pixels
-from fic_assets.predictions import predict_brands
-from fic_assets.resources import DuckDBResource
+from fic_assets.defs.model import registry
+from fic_assets.platform import warehouse
+from fic_assets.demo.shop.catalogue import build_catalogue, image_url, product_url
+from fic_assets.demo.shop.images import image_bytes
+from fic_assets.defs.dataset.cache import ImageCache
+from fic_assets.defs.model.artifact import CARD_FILE, ONNX_FILE, export_onnx
+from fic_assets.defs.model.scoring import FetchOptions, Scorer, model_pixels
+from fic_assets.defs.predictions.predict import predict_brands
+from fic_assets.platform.warehouse import DuckDBResource
 from fic_assets_tests.conftest import free_port, platform_env
 
 # Brand paths are the partition keys. Levi's (quote), Selected Femme/Homme (slash), Marc O'Polo (quote) and
@@ -61,9 +62,9 @@ def catalogue_items(base_url: str, brand_paths=BRANDS, per_brand: int = PER_BRAN
 def shop_db(tmp_path, demo_shop_url):
     items, images = catalogue_items(demo_shop_url)
     path = tmp_path / "fic.duckdb"
-    with storage.connect(path) as con:
-        storage.upsert_brands(con, brand_rows(items))
-        storage.upsert_items(con, items)
+    with warehouse.connect(path) as con:
+        warehouse.upsert_brands(con, brand_rows(items))
+        warehouse.upsert_items(con, items)
     return path, images
 
 
@@ -72,11 +73,11 @@ def brand_rows(items: list[dict]) -> list[dict]:
 
 
 def connector(path):
-    return lambda: storage.connect(path)
+    return lambda: warehouse.connect(path)
 
 
 def rows(path, sql: str, params=()) -> list[tuple]:
-    with storage.connect(path, read_only=True) as con:
+    with warehouse.connect(path, read_only=True) as con:
         return con.execute(sql, list(params)).fetchall()
 
 
@@ -182,8 +183,8 @@ def test_shop_down_records_connection_refused_and_keeps_other_predictions(shop_d
     before = rows(path, "SELECT * FROM predictions ORDER BY image_url")
     dead = f"http://127.0.0.1:{free_port()}"
     items, _ = catalogue_items(dead, ("esprit",), per_brand=3)
-    with storage.connect(path) as con:
-        storage.upsert_items(con, items)
+    with warehouse.connect(path) as con:
+        warehouse.upsert_items(con, items)
     run = predict_brands(connector(path), ["esprit"], trained_model, cache, options=FetchOptions(retries=0, timeout=2))
     assert run.predicted == run.errors == sum(len(item["images"]) for item in items)
     errors = rows(path, "SELECT DISTINCT error FROM predictions WHERE brand_slug = 'esprit'")
@@ -213,8 +214,8 @@ def test_image_download_time_out_is_recorded(shop_db, trained_model, tmp_path):
     thread.start()
     try:
         items, _ = catalogue_items(f"http://127.0.0.1:{listener.getsockname()[1]}", ("vero-moda",), per_brand=1)
-        with storage.connect(path) as con:
-            storage.upsert_items(con, items)
+        with warehouse.connect(path) as con:
+            warehouse.upsert_items(con, items)
         run = predict_brands(connector(path), ["vero-moda"], trained_model, ImageCache(tmp_path / "cache"),
                              options=FetchOptions(retries=0, timeout=0.5))
     finally:
@@ -233,13 +234,13 @@ def test_image_download_time_out_is_recorded(shop_db, trained_model, tmp_path):
 @pytest.fixture
 def platform(tmp_path, monkeypatch, shop_db):
     """The predictions domain's definitions on a DuckDB seeded with five brands, a temp instance and models dir."""
-    from fic_assets.defs.predictions import definitions as predictions
+    from fic_assets.definitions import domain_defs
 
     path, images = shop_db
     monkeypatch.setenv("FIC_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("FIC_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("FIC_IMAGE_CACHE_DIR", str(tmp_path / "cache"))
-    defs = dg.Definitions.merge(predictions.defs, dg.Definitions(resources={"duckdb": DuckDBResource(path=str(path))}))
+    defs = dg.Definitions.merge(domain_defs("predictions", "reports"), dg.Definitions(resources={"duckdb": DuckDBResource(path=str(path))}))
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("brands", list(BRANDS))
         yield defs, instance, path, images
@@ -261,7 +262,7 @@ def test_missing_production_model_fails_and_says_how_to_train(platform):
 def test_all_brands_in_one_run_then_the_report(platform, trained_model):
     """An "all brands" range in one run (the single-run backfill policy), then the static report with its plots."""
     defs, instance, path, images = platform
-    model_registry.promote(trained_model, "v1", {"f1": 1.0})
+    registry.promote(trained_model, "v1", {"f1": 1.0})
     result = defs.resolve_job_def("predict_job").execute_in_process(instance=instance, tags=range_tags(BRANDS[0], BRANDS[-1]))
     assert result.success
     materializations = result.asset_materializations_for_node("brand_predictions")
@@ -340,9 +341,9 @@ def test_cli_materializes_a_partition_range_in_one_run(tmp_path, demo_shop_url, 
     """`dagster asset materialize --partition-range` over all brands, as the README shows, against the demo shop."""
     env = platform_env(tmp_path, demo_shop_url)
     items, images = catalogue_items(demo_shop_url, BRANDS[:3], per_brand=4)
-    with storage.connect(env["FIC_DUCKDB"]) as con:
-        storage.upsert_items(con, items)
-    model_registry.promote(trained_model, "cli-v1", {"f1": 1.0}, root=Path(env["FIC_MODELS_DIR"]))
+    with warehouse.connect(env["FIC_DUCKDB"]) as con:
+        warehouse.upsert_items(con, items)
+    registry.promote(trained_model, "cli-v1", {"f1": 1.0}, root=Path(env["FIC_MODELS_DIR"]))
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         instance.add_dynamic_partitions("brands", list(BRANDS[:3]))
     completed = subprocess.run(
@@ -353,5 +354,5 @@ def test_cli_materializes_a_partition_range_in_one_run(tmp_path, demo_shop_url, 
     assert completed.returncode == 0, completed.stderr[-4000:]
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         assert len(instance.get_runs()) == 1
-    with storage.connect(env["FIC_DUCKDB"], read_only=True) as con:
+    with warehouse.connect(env["FIC_DUCKDB"], read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT brand_slug) FROM predictions").fetchone() == (len(images), 3)

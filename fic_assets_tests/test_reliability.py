@@ -30,10 +30,10 @@ import dagster as dg
 import pytest
 import urllib3
 
-from fic_assets import storage
-from fic_assets.demo_shop.catalogue import build_catalogue, image_url
-from fic_assets.instance import ensure_pools
-from fic_assets.resources import DuckDBResource
+from fic_assets.platform import warehouse
+from fic_assets.demo.shop.catalogue import build_catalogue, image_url
+from fic_assets.platform.instance import ensure_pools
+from fic_assets.platform.warehouse import DuckDBResource
 from fic_assets_tests.conftest import free_port, platform_env
 from fic_assets_tests.loopback import LoopbackServer
 
@@ -233,8 +233,8 @@ CRAWL_BRANDS = ("levis", "bjorn-borg", "jack-jones")  # an apostrophe and a non-
 def seed_brands(env: dict, shop_url: str, slugs=CRAWL_BRANDS) -> None:
     """What `brands` and brand_sensor leave behind: the brand rows in DuckDB and the brand partitions."""
     names = {brand.path: brand.name for brand in CATALOGUE.brands}
-    with storage.connect(env["FIC_DUCKDB"]) as con:
-        storage.upsert_brands(con, [{"slug": slug, "name": names[slug], "url": f"{shop_url}/{slug}/"} for slug in slugs])
+    with warehouse.connect(env["FIC_DUCKDB"]) as con:
+        warehouse.upsert_brands(con, [{"slug": slug, "name": names[slug], "url": f"{shop_url}/{slug}/"} for slug in slugs])
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         instance.add_dynamic_partitions("brands", [slug for slug in slugs if not instance.has_dynamic_partition("brands", slug)])
 
@@ -248,7 +248,7 @@ def expected_catalogue(shop_url: str, slugs) -> tuple[set[str], set[str]]:
     """The item ids and image URLs the first listing page of each brand holds (FIC_MAX_PAGES=1), by the kept truth.
 
     Björn Borg's truncated product page (cut before its gallery) is dropped by the crawler: not expected."""
-    from fic_assets.demo_shop.pages import PAGE_SIZE
+    from fic_assets.demo.shop.pages import PAGE_SIZE
 
     products = [product for slug in slugs for product in CATALOGUE.listing(slug)[:PAGE_SIZE] if product.page_defect != "truncated"]
     return {p.item_id for p in products}, {image_url(shop_url, image) for p in products for image in p.images}
@@ -257,7 +257,7 @@ def expected_catalogue(shop_url: str, slugs) -> tuple[set[str], set[str]]:
 def assert_exact_catalogue(db_path, shop_url: str, slugs) -> None:
     """DuckDB holds exactly the crawled pages' products and images, each once, and one price row per product."""
     item_ids, image_urls = expected_catalogue(shop_url, slugs)
-    with storage.connect(db_path, read_only=True) as con:
+    with warehouse.connect(db_path, read_only=True) as con:
         assert {row[0] for row in con.execute("SELECT item_id FROM pieces").fetchall()} == item_ids  # nothing lost
         assert {row[0] for row in con.execute("SELECT image_url FROM images").fetchall()} == image_urls
         for table, key in (("pieces", "item_id"), ("images", "image_url"), ("price_history", "item_id, seen_at"), ("brands", "slug")):
@@ -317,7 +317,7 @@ def test_crawler_killed_mid_crawl_fails_the_run_and_the_rerun_stores_each_produc
     crawled pages' products and images, each once."""
     from fic_assets.defs.crawl.assets import brand_catalogue
     from fic_assets.defs.crawl.jobs import crawl_job
-    from fic_assets.resources import CrawlerResource
+    from fic_assets.defs.crawl.crawler import CrawlerResource
 
     proxy, slow = slow_shop
     env = platform_env(tmp_path, proxy.url)
@@ -349,8 +349,8 @@ def test_crawler_killed_mid_crawl_fails_the_run_and_the_rerun_stores_each_produc
         message = error_chain(failure)
         assert "scrapy crawl zalando" in message and "exit -9" in message and "zalando.log" in message, message
         assert instance.get_run_by_id(first.run_id).status == dg.DagsterRunStatus.FAILURE
-        with storage.connect(env["FIC_DUCKDB"], read_only=True) as con:
-            counts = storage.table_counts(con)
+        with warehouse.connect(env["FIC_DUCKDB"], read_only=True) as con:
+            counts = warehouse.table_counts(con)
         assert (counts["pieces"], counts["images"], counts["price_history"], counts["crawl_log"]) == (0, 0, 0, 0)
 
         slow.clear()
@@ -414,8 +414,8 @@ def test_crawl_run_killed_hard_then_the_same_materialization_completes(slow_shop
     assert feed_lines(data_dir) < len(expected_items)  # killed in the middle
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         (killed,) = instance.get_runs()
-    with storage.connect(env["FIC_DUCKDB"], read_only=True) as con:
-        assert storage.table_counts(con)["pieces"] == 0  # nothing half-written
+    with warehouse.connect(env["FIC_DUCKDB"], read_only=True) as con:
+        assert warehouse.table_counts(con)["pieces"] == 0  # nothing half-written
 
     # The killed run still holds the `duckdb` pool slot; the daemon's dead_run_sensor (or, without a daemon, this
     # command) marks it failed and frees the slot.
@@ -460,7 +460,7 @@ def test_s3_going_down_during_dvc_push_fails_the_run_clearly_and_the_next_run_pu
     image set is in the bucket. botocore's own retries are turned down (AWS_MAX_ATTEMPTS=1) so the outage is
     reported in seconds, not after a minute of backoff that ends in the same error."""
     from fic_assets.defs.model.assets import image_set
-    from fic_assets.resources import ImageSetStore
+    from fic_assets.defs.dataset.dvc import ImageSetStore
     from fic_assets_tests.test_model_assets import labelled_demo_images, seed_labels
 
     monkeypatch.setenv("FIC_DATA_DIR", str(tmp_path / "data"))  # the image cache
@@ -504,10 +504,10 @@ def test_s3_going_down_during_dvc_push_fails_the_run_clearly_and_the_next_run_pu
 @dg.definitions
 def annotation_sensor_location() -> dg.Definitions:
     """The labelling domain as a code location the sensor daemon loads; Label Studio configured by env, as deployed."""
-    from fic_assets.defs.labelling import definitions as labelling
-    from fic_assets.labelling.client import LabelStudioResource
+    from fic_assets.definitions import domain_defs
+    from fic_assets.defs.labelling.client import LabelStudioResource
 
-    return dg.Definitions.merge(labelling.defs, dg.Definitions(resources={
+    return dg.Definitions.merge(domain_defs("labelling"), dg.Definitions(resources={
         "label_studio": LabelStudioResource(url=dg.EnvVar("FIC_LABEL_STUDIO_URL"), token=dg.EnvVar("FIC_LABEL_STUDIO_TOKEN"),
                                             project_title=dg.EnvVar("FIC_TEST_PROJECT_TITLE"), timeout_seconds=10),
         "duckdb": DuckDBResource(path=dg.EnvVar("FIC_DUCKDB")),
@@ -571,7 +571,7 @@ def test_label_studio_down_during_a_sensor_tick_fails_the_tick_keeps_the_cursor_
 
     from dagster._core.scheduler.instigation import TickStatus
 
-    from fic_assets.labelling.client import LabelStudioResource
+    from fic_assets.defs.labelling.client import LabelStudioResource
     from fic_assets_tests.test_labelling import annotate, project_tasks, seed_catalogue, start_round
 
     switch = TcpSwitch(int(label_studio.url.rsplit(":", 1)[1])).up()  # Label Studio's address, as the platform sees it
@@ -628,8 +628,8 @@ class Predictions:
     """The predictions domain on a DuckDB holding the first products of two brands, whose images come through proxy."""
 
     def __init__(self, proxy: ShopProxy, trained_model: Path, tmp_path: Path, monkeypatch, per_brand: int = 12):
-        from fic_assets import model_registry
-        from fic_assets.defs.predictions import definitions as predictions
+        from fic_assets.defs.model import registry
+        from fic_assets.definitions import domain_defs
         from fic_assets_tests.test_predictions import brand_rows, catalogue_items
 
         self.db = tmp_path / "fic.duckdb"
@@ -637,18 +637,18 @@ class Predictions:
         monkeypatch.setenv("FIC_MODELS_DIR", str(tmp_path / "models"))
         monkeypatch.setenv("FIC_IMAGE_CACHE_DIR", str(self.cache_dir))
         self.items, self.images = catalogue_items(proxy.url, PREDICT_BRANDS, per_brand=per_brand)  # image URL -> catalogue image
-        with storage.connect(self.db) as con:
-            storage.upsert_brands(con, brand_rows(self.items))
-            storage.upsert_items(con, self.items)
-        model_registry.promote(trained_model, "reliability-v1", {"f1": 1.0})
-        self.defs = dg.Definitions.merge(predictions.defs, dg.Definitions(resources={"duckdb": DuckDBResource(path=str(self.db))}))
+        with warehouse.connect(self.db) as con:
+            warehouse.upsert_brands(con, brand_rows(self.items))
+            warehouse.upsert_items(con, self.items)
+        registry.promote(trained_model, "reliability-v1", {"f1": 1.0})
+        self.defs = dg.Definitions.merge(domain_defs("predictions", "reports"), dg.Definitions(resources={"duckdb": DuckDBResource(path=str(self.db))}))
 
     def run(self, instance) -> dg.ExecuteInProcessResult:
         tags = {"dagster/asset_partition_range_start": PREDICT_BRANDS[0], "dagster/asset_partition_range_end": PREDICT_BRANDS[-1]}
         return self.defs.resolve_job_def("predict_job").execute_in_process(instance=instance, tags=tags, raise_on_error=False)
 
     def stored(self) -> dict[str, tuple]:
-        with storage.connect(self.db, read_only=True) as con:
+        with warehouse.connect(self.db, read_only=True) as con:
             return {url: rest for url, *rest in con.execute("SELECT image_url, label, score, error, predicted_at FROM predictions").fetchall()}
 
     def healthy(self) -> set[str]:
@@ -749,7 +749,7 @@ def test_two_crawl_runs_at_once_on_one_duckdb_both_complete_serialized(demo_shop
     Two layers keep lock errors away from the user, and this test sees both: the instance's `duckdb` pool (one
     slot, from the platform's dagster.yaml; CLI runs honour it, unlike tests' execute_in_process on a bare
     instance) serializes the two runs' steps, and the notebook, which no pool knows of, is waited out by
-    storage.connect: the first step starts while the file is locked and crawls only after it is released."""
+    warehouse.connect: the first step starts while the file is locked and crawls only after it is released."""
     env = platform_env(tmp_path, demo_shop_url)
     seed_brands(env, demo_shop_url, ("levis", "jack-jones"))
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
@@ -764,7 +764,7 @@ def test_two_crawl_runs_at_once_on_one_duckdb_both_complete_serialized(demo_shop
         wait_for(lambda: any("STEP_START" in log.read_text(errors="replace") for log in logs.values())
                  or any(run.poll() is not None for run in runs.values()), 180, "a crawl step to start", interval=0.2)
         time.sleep(4)  # the step (its first act: open DuckDB) is now waiting for the lock
-        released = storage.utcnow()
+        released = warehouse.utcnow()
         holder.communicate("release\n", timeout=30)
         for slug, run in runs.items():
             run.wait(timeout=240)
@@ -783,7 +783,7 @@ def test_two_crawl_runs_at_once_on_one_duckdb_both_complete_serialized(demo_shop
             assert lock_error not in outputs[slug], (slug, lock_error)
 
     assert_exact_catalogue(env["FIC_DUCKDB"], demo_shop_url, ("levis", "jack-jones"))
-    with storage.connect(env["FIC_DUCKDB"], read_only=True) as con:
+    with warehouse.connect(env["FIC_DUCKDB"], read_only=True) as con:
         crawl_started = dict(con.execute("SELECT crawl_id, started_at FROM crawl_log").fetchall())
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         records = instance.get_runs()
@@ -807,8 +807,8 @@ def test_corrupt_image_cache_entries_are_fetched_again_and_predict_as_before(dem
     A newly promoted model (same weights, new version) re-predicts every image from the cache: the damaged
     entries are detected and fetched again from the shop (seen at a counting proxy), nothing else is, and every
     image gets the same prediction as before, none a spurious "truncated" or "not an image"."""
-    from fic_assets import model_registry
-    from fic_assets.imageset.cache import ImageCache
+    from fic_assets.defs.model import registry
+    from fic_assets.defs.dataset.cache import ImageCache
     from fic_assets_tests.test_predictions import new_version_of
 
     with ShopProxy(demo_shop_url) as proxy:
@@ -826,7 +826,7 @@ def test_corrupt_image_cache_entries_are_fetched_again_and_predict_as_before(dem
         cache.data_path(halved).write_bytes(original[halved][: len(original[halved]) // 2])
         cache.sidecar_path(bad_sidecar).write_text("{not json", encoding="utf-8")
 
-        model_registry.promote(new_version_of(trained_model, tmp_path / "v2", "reliability-v2"), "reliability-v2", {"f1": 1.0})
+        registry.promote(new_version_of(trained_model, tmp_path / "v2", "reliability-v2"), "reliability-v2", {"f1": 1.0})
         result = platform.run(predictions_instance)
         assert result.success
         assert result.asset_materializations_for_node("brand_predictions")[0].metadata["predicted"].value == len(platform.images)

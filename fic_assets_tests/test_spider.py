@@ -1,6 +1,6 @@
 """The Scrapy project in crawler/, run for real (`python -m scrapy crawl` subprocesses) against the demo shop.
 
-What a crawl found is compared with the demo shop's own catalogue (fic_assets.demo_shop.catalogue) and its
+What a crawl found is compared with the demo shop's own catalogue (fic_assets.demo.shop.catalogue) and its
 kept truth file (/_demo/truth.csv, which the crawler itself must not read).
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from fic_assets.demo_shop.catalogue import PAGE_DEFECT_PLACES, catalogue_for
-from fic_assets.demo_shop.pages import PAGE_SIZE
+from fic_assets.demo.shop.catalogue import PAGE_DEFECT_PLACES, catalogue_for
+from fic_assets.demo.shop.pages import PAGE_SIZE
 from fic_assets_tests.conftest import require
 from fic_crawler.parsing import PRODUCT_KEYS
 

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from fic_assets import storage
-from fic_assets.resources import read_feed
+from fic_assets.platform import warehouse
+from fic_assets.defs.crawl.crawler import read_feed
 
 
 def item(item_id: str, price: float | None = 34.99, brand_slug: str = "levis", n_images: int = 2, **extra) -> dict:
@@ -39,22 +39,22 @@ def db_path(tmp_path):
 
 def test_crawling_the_same_items_twice_adds_no_rows(db_path):
     items = [item("LE221A000-K11"), item("LE221A001-K11", n_images=4)]
-    with storage.connect(db_path) as con:
-        first = storage.upsert_items(con, items)
-        counts = storage.table_counts(con)
-        second = storage.upsert_items(con, items, seen_at=storage.utcnow() + timedelta(days=1))
-        assert storage.table_counts(con) == counts
+    with warehouse.connect(db_path) as con:
+        first = warehouse.upsert_items(con, items)
+        counts = warehouse.table_counts(con)
+        second = warehouse.upsert_items(con, items, seen_at=warehouse.utcnow() + timedelta(days=1))
+        assert warehouse.table_counts(con) == counts
     assert (first.pieces_new, first.images_new, first.price_changes) == (2, 6, 2)
     assert (second.pieces_new, second.images_new, second.price_changes) == (0, 0, 0)
     assert counts["pieces"] == 2 and counts["images"] == 6 and counts["price_history"] == 2
 
 
 def test_price_change_appends_to_price_history_and_keeps_first_seen(db_path):
-    t0 = storage.utcnow()
-    with storage.connect(db_path) as con:
-        storage.upsert_items(con, [item("A", price=59.95)], seen_at=t0)
-        storage.upsert_items(con, [item("A", price=39.95)], seen_at=t0 + timedelta(days=1))
-        storage.upsert_items(con, [item("A", price=39.95)], seen_at=t0 + timedelta(days=2))
+    t0 = warehouse.utcnow()
+    with warehouse.connect(db_path) as con:
+        warehouse.upsert_items(con, [item("A", price=59.95)], seen_at=t0)
+        warehouse.upsert_items(con, [item("A", price=39.95)], seen_at=t0 + timedelta(days=1))
+        warehouse.upsert_items(con, [item("A", price=39.95)], seen_at=t0 + timedelta(days=2))
         history = con.execute("SELECT price FROM price_history WHERE item_id = ? ORDER BY seen_at", ["A"]).fetchall()
         first_seen, last_seen, price = con.execute("SELECT first_seen, last_seen, price FROM pieces WHERE item_id = ?", ["A"]).fetchone()
     assert [row[0] for row in history] == [59.95, 39.95]
@@ -64,8 +64,8 @@ def test_price_change_appends_to_price_history_and_keeps_first_seen(db_path):
 
 def test_missing_price_is_stored_as_null_not_dropped(db_path):
     """Bad input: a product page without any price."""
-    with storage.connect(db_path) as con:
-        result = storage.upsert_items(con, [item("NOPRICE", price=None)])
+    with warehouse.connect(db_path) as con:
+        result = warehouse.upsert_items(con, [item("NOPRICE", price=None)])
         assert con.execute("SELECT price FROM pieces WHERE item_id = ?", ["NOPRICE"]).fetchone() == (None,)
     assert result.pieces == 1
 
@@ -73,17 +73,17 @@ def test_missing_price_is_stored_as_null_not_dropped(db_path):
 def test_items_without_id_or_name_are_counted_not_stored(db_path):
     """Bad input: feed rows missing their key fields; the good row next to them still lands."""
     broken = [{"item_id": None, "name": "x", "url": "u", "brand_slug": "b"}, {"item_id": "B", "name": "", "url": "u", "brand_slug": "b"}]
-    with storage.connect(db_path) as con:
-        result = storage.upsert_items(con, [*broken, item("GOOD")])
-        assert storage.table_counts(con)["pieces"] == 1
+    with warehouse.connect(db_path) as con:
+        result = warehouse.upsert_items(con, [*broken, item("GOOD")])
+        assert warehouse.table_counts(con)["pieces"] == 1
     assert result.skipped == 2
 
 
 def test_the_model_flag_survives_a_recrawl(db_path):
-    with storage.connect(db_path) as con:
-        storage.upsert_items(con, [item("A")])
+    with warehouse.connect(db_path) as con:
+        warehouse.upsert_items(con, [item("A")])
         con.execute("UPDATE images SET flag_model = 1 WHERE item_id = ?", ["A"])
-        storage.upsert_items(con, [item("A")])
+        warehouse.upsert_items(con, [item("A")])
         flags = {row[0] for row in con.execute("SELECT flag_model FROM images WHERE item_id = ?", ["A"]).fetchall()}
     assert flags == {1}
 
@@ -94,57 +94,57 @@ def test_the_model_flag_survives_a_recrawl(db_path):
 )
 def test_brand_names_with_quotes_slashes_and_unicode_round_trip(db_path, name):
     """Bad input: brand names that broke the original f-string SQL."""
-    with storage.connect(db_path) as con:
-        storage.upsert_brands(con, [{"slug": "awkward", "name": name, "url": "http://shop/awkward/"}])
-        storage.upsert_items(con, [item("A", brand_slug="awkward", brand=name)])
+    with warehouse.connect(db_path) as con:
+        warehouse.upsert_brands(con, [{"slug": "awkward", "name": name, "url": "http://shop/awkward/"}])
+        warehouse.upsert_items(con, [item("A", brand_slug="awkward", brand=name)])
         assert con.execute("SELECT name FROM brands WHERE slug = ?", ["awkward"]).fetchone() == (name,)
         assert con.execute("SELECT brand FROM pieces WHERE brand_slug = ?", ["awkward"]).fetchone() == (name,)
-        assert storage.table_counts(con)["brands"] == 1
+        assert warehouse.table_counts(con)["brands"] == 1
 
 
 def test_upsert_brands_reports_only_new_ones_and_keeps_first_seen_order(db_path):
-    t0 = storage.utcnow()
-    with storage.connect(db_path) as con:
-        first = storage.upsert_brands(con, [{"slug": "levis", "name": "Levi's", "url": "u1"}], seen_at=t0)
-        second = storage.upsert_brands(
+    t0 = warehouse.utcnow()
+    with warehouse.connect(db_path) as con:
+        first = warehouse.upsert_brands(con, [{"slug": "levis", "name": "Levi's", "url": "u1"}], seen_at=t0)
+        second = warehouse.upsert_brands(
             con,
             [{"slug": "levis", "name": "Levi's®", "url": "u1"}, {"slug": "bjorn-borg", "name": "Björn Borg", "url": "u2"}],
             seen_at=t0 + timedelta(hours=1),
         )
-        assert storage.brand_slugs(con) == ["levis", "bjorn-borg"]
+        assert warehouse.brand_slugs(con) == ["levis", "bjorn-borg"]
         assert con.execute("SELECT name FROM brands WHERE slug = 'levis'").fetchone() == ("Levi's®",)
     assert first.new == ["levis"] and second.new == ["bjorn-borg"]
 
 
 def test_failure_after_the_upsert_rolls_the_whole_crawl_back(db_path):
     """A crawl whose bookkeeping fails after its rows were written (as the assets group upsert + log)."""
-    with storage.connect(db_path) as con:
-        storage.upsert_items(con, [item("A")])
-        before = storage.table_counts(con)
+    with warehouse.connect(db_path) as con:
+        warehouse.upsert_items(con, [item("A")])
+        before = warehouse.table_counts(con)
         with pytest.raises(RuntimeError, match="crawl log failed"):
-            with storage.transaction(con):
-                storage.upsert_items(con, [item("B"), item("C")])
-                assert storage.table_counts(con)["pieces"] == 3  # visible inside the transaction
+            with warehouse.transaction(con):
+                warehouse.upsert_items(con, [item("B"), item("C")])
+                assert warehouse.table_counts(con)["pieces"] == 3  # visible inside the transaction
                 raise RuntimeError("crawl log failed")
-        assert storage.table_counts(con) == before
+        assert warehouse.table_counts(con) == before
 
 
 def test_bad_image_position_fails_before_anything_is_written(db_path):
     """Bad input: an image row whose position is not a number."""
     bad = item("B")
     bad["images"][1]["position"] = "not-a-number"
-    with storage.connect(db_path) as con:
+    with warehouse.connect(db_path) as con:
         with pytest.raises(ValueError):
-            storage.upsert_items(con, [item("C"), bad])
-        assert storage.table_counts(con)["pieces"] == 0
+            warehouse.upsert_items(con, [item("C"), bad])
+        assert warehouse.table_counts(con)["pieces"] == 0
 
 
 def test_crawl_log_is_one_row_per_crawl_id(db_path):
-    t0 = storage.utcnow()
+    t0 = warehouse.utcnow()
     stats = {"response_received_count": 10, "item_scraped_count": 8, "item_dropped_count": 2}
-    with storage.connect(db_path) as con:
+    with warehouse.connect(db_path) as con:
         for _ in range(2):  # a retried run writes its own row again
-            storage.log_crawl(con, "run-1", "zalando", ["levis"], t0, t0, stats)
+            warehouse.log_crawl(con, "run-1", "zalando", ["levis"], t0, t0, stats)
         assert con.execute("SELECT count(*), max(items), max(dropped) FROM crawl_log").fetchone() == (1, 8, 2)
 
 
@@ -173,25 +173,25 @@ def _hold_write_lock(db_path, seconds: float) -> subprocess.Popen:
 
 def test_second_writer_waits_for_the_lock_instead_of_failing(db_path):
     """Two processes writing DuckDB at once: the second waits, no lock error reaches the user."""
-    with storage.connect(db_path):
+    with warehouse.connect(db_path):
         pass
     holder = _hold_write_lock(db_path, seconds=1.5)
     try:
-        with storage.connect(db_path, wait_seconds=30) as con:
-            storage.upsert_items(con, [item("A")])
-            assert storage.table_counts(con)["pieces"] == 1
+        with warehouse.connect(db_path, wait_seconds=30) as con:
+            warehouse.upsert_items(con, [item("A")])
+            assert warehouse.table_counts(con)["pieces"] == 1
     finally:
         holder.wait(timeout=30)
 
 
 def test_writer_gives_a_clear_error_when_the_lock_never_frees(db_path):
     """Bad input: another process holds the DuckDB file for longer than we wait."""
-    with storage.connect(db_path):
+    with warehouse.connect(db_path):
         pass
     holder = _hold_write_lock(db_path, seconds=5)
     try:
-        with pytest.raises(storage.DuckDBBusyError, match="stayed locked"):
-            with storage.connect(db_path, wait_seconds=0.5):
+        with pytest.raises(warehouse.DuckDBBusyError, match="stayed locked"):
+            with warehouse.connect(db_path, wait_seconds=0.5):
                 pass
     finally:
         holder.kill()
@@ -200,5 +200,5 @@ def test_writer_gives_a_clear_error_when_the_lock_never_frees(db_path):
 
 def test_read_only_open_of_a_missing_file_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="materialize the `brands` asset"):
-        with storage.connect(tmp_path / "absent.duckdb", read_only=True):
+        with warehouse.connect(tmp_path / "absent.duckdb", read_only=True):
             pass

@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 from PIL import Image
 
-from fic_assets import storage
+from fic_assets.platform import warehouse
 from fic_assets_tests.conftest import free_port, platform_env, require, stop_process_group
 from fic_assets_tests.test_dagster_dev import server_up, wait_for
 
@@ -149,8 +149,8 @@ def test_ui_shows_the_asset_graph_and_materializes_brands_from_a_click(tmp_path,
             expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=UI_TIMEOUT_MS)
             page.screenshot(path=str(SCREENSHOTS["run"]), full_page=True)
 
-            with storage.connect(env["FIC_DUCKDB"], read_only=True) as con:
-                brands = storage.table_counts(con)["brands"]
+            with warehouse.connect(env["FIC_DUCKDB"], read_only=True) as con:
+                brands = warehouse.table_counts(con)["brands"]
             assert brands > 0
             page.goto(f"{url}/assets/brands", wait_until="load")
             expect(page.get_by_text("Latest materialization").first).to_be_visible(timeout=UI_TIMEOUT_MS)
@@ -175,7 +175,7 @@ def test_ui_shows_the_asset_graph_and_materializes_brands_from_a_click(tmp_path,
     assert event is not None and event.run_id == run.run_id
     assert event.asset_materialization.metadata["brands"].value == brands
     assert len(enqueued) == 1
-    with storage.connect(env["FIC_DUCKDB"], read_only=True) as con:
+    with warehouse.connect(env["FIC_DUCKDB"], read_only=True) as con:
         assert con.execute("SELECT count(*) FROM brands WHERE slug = 'levis'").fetchone() == (1,)
 
     assert_not_blank(SCREENSHOTS["graph"], 1600, 1000)

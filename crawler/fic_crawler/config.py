@@ -1,7 +1,7 @@
 """Environment settings and the per-crawl Scrapy settings that follow from them.
 
 The crawler stays a standalone Scrapy project, so it reads the same FIC_* environment variables as
-fic_assets/settings.py (same names, same defaults) instead of importing it.
+fic_assets/platform/settings.py (same names, same defaults) instead of importing it.
 """
 
 from __future__ import annotations

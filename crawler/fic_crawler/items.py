@@ -1,4 +1,4 @@
-"""What the spiders yield. Field names are the columns fic_assets/storage.py reads from the feed."""
+"""What the spiders yield. Field names are the columns fic_assets/platform/warehouse.py reads from the feed."""
 
 from __future__ import annotations
 

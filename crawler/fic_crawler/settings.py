@@ -1,6 +1,6 @@
 """Scrapy settings for the fic crawler: polite by default.
 
-FIC_* values come from the environment with the same names and defaults as fic_assets/settings.py; any of
+FIC_* values come from the environment with the same names and defaults as fic_assets/platform/settings.py; any of
 them can also be given as `-s FIC_...=value`. The spiders apply the shop-dependent pacing and the render
 mode (fic_crawler.config.configure_crawl) once they know the shop URL and render mode of the crawl.
 """

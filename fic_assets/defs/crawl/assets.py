@@ -7,9 +7,11 @@ from pathlib import Path
 import dagster as dg
 from fic_crawler.items import assign_brand_slugs, brand_slug
 
-from fic_assets import settings, storage
-from fic_assets.defs.crawl.partitions import DUCKDB_POOL, brand_partitions
-from fic_assets.resources import CrawlerResource, CrawlResult, DuckDBResource
+from fic_assets.platform import settings
+from fic_assets.platform import warehouse
+from fic_assets.defs.shared import DUCKDB_POOL, brand_partitions
+from fic_assets.platform.warehouse import DuckDBResource
+from fic_assets.defs.crawl.crawler import CrawlerResource, CrawlResult
 
 
 def crawl_work_dir(run_id: str, name: str) -> Path:
@@ -26,7 +28,7 @@ def brand_rows(items: list[dict], known: Mapping[str, str] | None = None) -> tup
     """
     by_path: dict[str, dict] = {}
     for item in items:
-        path = item.get("path") or storage.path_from_url(item.get("url") or "")
+        path = item.get("path") or warehouse.path_from_url(item.get("url") or "")
         if path and item.get("name") and item.get("url"):
             by_path.setdefault(path, item)
     slugs, _ = assign_brand_slugs(by_path, known)
@@ -65,13 +67,13 @@ def crawl_metadata(result: CrawlResult) -> dict:
     description="Brands listed on the shop's brand index (DuckDB `brands`). New ones become brand partitions via brand_sensor.",
 )
 def brands(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
-    started = storage.utcnow()
+    started = warehouse.utcnow()
     result = crawler.discover_brands(crawl_work_dir(context.run.run_id, "brands"))
-    with duckdb.connect() as con, storage.transaction(con):
-        rows, suffixed = brand_rows(result.items, storage.brand_paths(con))
-        upsert = storage.upsert_brands(con, rows, seen_at=started)
-        delisted = storage.mark_delisted(con, [row["slug"] for row in rows], started)
-        storage.log_crawl(con, f"{context.run.run_id}:brands", "zalando_brands", [], started, storage.utcnow(), result.stats)
+    with duckdb.connect() as con, warehouse.transaction(con):
+        rows, suffixed = brand_rows(result.items, warehouse.brand_paths(con))
+        upsert = warehouse.upsert_brands(con, rows, seen_at=started)
+        delisted = warehouse.mark_delisted(con, [row["slug"] for row in rows], started)
+        warehouse.log_crawl(con, f"{context.run.run_id}:brands", "zalando_brands", [], started, warehouse.utcnow(), result.stats)
     for brand in suffixed:
         why = f"shares its slug with /{brand['collides_with']}/" if brand["collides_with"] else "has no slug characters"
         context.log.warning(f"brand {brand['name']!r} at /{brand['path']}/ {why}: partition key {brand['slug']!r}")
@@ -115,22 +117,22 @@ def brand_catalogue(context: dg.AssetExecutionContext, crawler: CrawlerResource,
     slugs = list(context.partition_keys)
     # A write connection, though it only reads here: it brings a file from before brands.path up to date.
     with duckdb.connect() as con:
-        paths = storage.brand_listing_paths(con, slugs)
+        paths = warehouse.brand_listing_paths(con, slugs)
     unknown = [slug for slug in slugs if slug not in paths]
     if unknown:
         raise dg.Failure(f"brand partitions {unknown} are not in DuckDB `brands`: materialize `brands` first")
-    started = storage.utcnow()
+    started = warehouse.utcnow()
     # The spider keys items by the plain slug of their path; a suffixed key (a colliding slug) is passed on.
     keys = {paths[slug]: slug for slug in slugs if brand_slug(paths[slug]) != slug}
     result = crawler.crawl_brands([paths[slug] for slug in slugs], crawl_work_dir(context.run.run_id, "pieces"), keys)
     # How each brand's listing answered (the spider's `fic/listing/<slug>`): only `ok` is a crawled brand.
     statuses = {slug: str(result.stats.get(f"fic/listing/{slug}", "not_requested")) for slug in slugs}
-    gone = [slug for slug in slugs if statuses[slug] in storage.GONE_STATUSES]
+    gone = [slug for slug in slugs if statuses[slug] in warehouse.GONE_STATUSES]
     failed = {slug: status for slug, status in statuses.items() if status != "ok" and slug not in gone}
-    with duckdb.connect() as con, storage.transaction(con):
-        upsert = storage.upsert_items(con, result.items, seen_at=started)
-        storage.record_listing_status(con, statuses, storage.utcnow())
-        storage.log_crawl(con, context.run.run_id, "zalando", slugs, started, storage.utcnow(), result.stats)
+    with duckdb.connect() as con, warehouse.transaction(con):
+        upsert = warehouse.upsert_items(con, result.items, seen_at=started)
+        warehouse.record_listing_status(con, statuses, warehouse.utcnow())
+        warehouse.log_crawl(con, context.run.run_id, "zalando", slugs, started, warehouse.utcnow(), result.stats)
     context.log.info(f"crawled {len(slugs)} brand(s): {upsert}; listings: {statuses}")
     per_brand = Counter(item.get("brand_slug") for item in result.items)
     # Each partition's materialization repeats this metadata: only counts and the brands with a problem.

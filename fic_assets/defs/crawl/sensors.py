@@ -4,10 +4,11 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from fic_assets import settings, storage
+from fic_assets.platform import settings
+from fic_assets.platform import warehouse
 from fic_assets.defs.crawl.jobs import crawl_job, discover_brands_job
-from fic_assets.defs.crawl.partitions import SENSOR_LOCK_WAIT_SECONDS, brand_partitions, partition_range_request
-from fic_assets.resources import DuckDBResource
+from fic_assets.defs.shared import SENSOR_LOCK_WAIT_SECONDS, brand_partitions, partition_range_request
+from fic_assets.platform.warehouse import DuckDBResource
 
 
 def new_brand_requests(known_partitions: Sequence[str], stored_slugs: Sequence[str]) -> tuple[list[str], dg.RunRequest | None]:
@@ -38,8 +39,8 @@ def brand_sensor(context: dg.SensorEvaluationContext, duckdb: DuckDBResource) ->
         return dg.SkipReason("no new `brands` materialization")
     try:
         with duckdb.connect(read_only=True, wait_seconds=SENSOR_LOCK_WAIT_SECONDS) as con:
-            stored = storage.brand_slugs(con)
-    except storage.DuckDBBusyError as error:
+            stored = warehouse.brand_slugs(con)
+    except warehouse.DuckDBBusyError as error:
         return dg.SkipReason(f"DuckDB busy, will retry next tick: {error}")
     new, request = new_brand_requests(context.instance.get_dynamic_partitions(brand_partitions.name), stored)
     if request is None:

@@ -2,14 +2,15 @@
 
 import dagster as dg
 
-from fic_assets import model_registry, storage
-from fic_assets.defs.crawl.partitions import DUCKDB_POOL
-from fic_assets.labelling import labels as label_sync
-from fic_assets.labelling import tasks as task_choice
-from fic_assets.labelling.client import LabelStudioResource, instructions, labeling_config
-from fic_assets.labelling.projects import ProjectRecord, SeenProject, register_project
-from fic_assets.ml.scoring import score_sources
-from fic_assets.resources import DuckDBResource
+from fic_assets.defs.model import registry
+from fic_assets.platform import warehouse
+from fic_assets.defs.shared import DUCKDB_POOL
+from fic_assets.defs.labelling import labels as label_sync
+from fic_assets.defs.labelling import tasks as task_choice
+from fic_assets.defs.labelling.client import LabelStudioResource, instructions, labeling_config
+from fic_assets.defs.labelling.projects import ProjectRecord, SeenProject, register_project
+from fic_assets.defs.model.scoring import score_sources
+from fic_assets.platform.warehouse import DuckDBResource
 
 
 def project_metadata(record: ProjectRecord) -> dict:
@@ -71,7 +72,7 @@ def label_tasks(context: dg.AssetExecutionContext, config: LabelTasksConfig, lab
     with label_studio.session() as ls:
         seen = ls.project()
         project_id = seen.id
-        production = model_registry.production()
+        production = registry.production()
         pool = config.tasks_per_round * (task_choice.MODEL_POOL_FACTOR if production else 1)
         ls_tasks = ls.project_tasks(project_id)
         with duckdb.connect() as con:
@@ -126,7 +127,7 @@ def human_labels(context: dg.AssetExecutionContext, label_studio: LabelStudioRes
         on_server = ls.server_projects()
         rows = label_sync.annotation_rows(ls.annotated_tasks(seen.id), seen.id, ls.annotator_names())
     annotations = label_sync.annotations_frame(rows)
-    with duckdb.connect() as con, storage.transaction(con):
+    with duckdb.connect() as con, warehouse.transaction(con):
         # All or nothing: the project record, its annotations and the labels resolved from them.
         record = register_project(con, seen, lambda: on_server)
         changes, resolved = label_sync.sync_project(con, record.key, annotations)

@@ -4,9 +4,9 @@ from datetime import datetime
 
 import dagster as dg
 
-from fic_assets import settings
+from fic_assets.platform import settings
 from fic_assets.defs.labelling.jobs import human_labels_job
-from fic_assets.labelling.client import LabelStudioResource
+from fic_assets.defs.labelling.client import LabelStudioResource
 
 
 @dg.sensor(

@@ -1,56 +1,17 @@
-"""The model domain: the DVC-versioned image set in S3, the trained model, its quality gate and promotion."""
+"""The model domain's assets: the trained model, its quality gate and its promotion."""
 
 from pathlib import Path
 
 import dagster as dg
 
-from fic_assets import model_registry, settings
-from fic_assets.defs.crawl.partitions import DUCKDB_POOL
-from fic_assets.defs.metadata import png_markdown
-from fic_assets.imageset.build import build_image_set, store_rejects
-from fic_assets.imageset.cache import ImageCache
-from fic_assets.ml.artifact import model_card
-from fic_assets.ml.gate import EVAL_DIR, compare_with_production, quality_verdict, train_candidate
-from fic_assets.ml.params import load_params
-from fic_assets.imageset.dvc import dvc_file, read_dir_hash
-from fic_assets.resources import DuckDBResource, ImageSetStore
-
-def trainable_labels(duckdb: DuckDBResource) -> list[tuple[str, str]]:
-    with duckdb.connect(read_only=True) as con:
-        return con.execute("SELECT image_url, label FROM labels WHERE label IN ('worn', 'not_worn') ORDER BY image_url").fetchall()
-
-
-@dg.asset(
-    group_name="model",
-    kinds={"dvc", "s3", "duckdb"},
-    deps=["human_labels"],
-    pool=DUCKDB_POOL,
-    description="Human-labelled images (worn/, not_worn/; unusable excluded) validated, versioned with DVC and pushed to S3. Data version = the DVC directory hash.",
-)
-def image_set(context: dg.AssetExecutionContext, duckdb: DuckDBResource, image_store: ImageSetStore) -> dg.MaterializeResult:
-    labelled = trainable_labels(duckdb)
-    if not labelled:
-        raise dg.Failure("no worn / not_worn human labels yet: label some images in Label Studio first (materialize `human_labels`)")
-    out_dir = image_store.image_dir()
-    result = build_image_set(labelled, out_dir, ImageCache.from_settings())
-    with duckdb.connect() as con:
-        store_rejects(con, result)
-    project = image_store.project()
-    digest = project.add(out_dir)
-    # Pushed after the local set and its DVC hash exist: if S3 is down the run fails loudly, the set stays,
-    # and the next run pushes the same hash.
-    project.push(out_dir)
-    context.log.info(f"image set {digest}: {result.as_metadata()}")
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(digest),
-        metadata={
-            "dvc_hash": digest,
-            "remote": image_store.remote_url(),
-            "rejects": dg.MetadataValue.json({reject.image_url: reject.reason for reject in result.rejects[:50]}),
-            **result.as_metadata(),
-        },
-    )
-
+from fic_assets.defs.model import registry
+from fic_assets.platform import settings
+from fic_assets.defs.shared import png_markdown
+from fic_assets.defs.model.artifact import model_card
+from fic_assets.defs.model.gate import EVAL_DIR, compare_with_production, quality_verdict, train_candidate
+from fic_assets.defs.model.params import load_params
+from fic_assets.defs.dataset.dvc import dvc_file, read_dir_hash
+from fic_assets.defs.dataset.dvc import ImageSetStore
 
 class ModelConfig(dg.Config):
     params_file: str = ""  # default FIC_PARAMS_FILE: the same params.yaml `dvc repro` reads
@@ -70,7 +31,7 @@ def model(context: dg.AssetExecutionContext, config: ModelConfig, image_store: I
     images = image_store.image_dir()
     pointer = dvc_file(images)
     image_set_hash = read_dir_hash(pointer) if pointer.exists() else None
-    version_dir, card, metrics = train_candidate(images, params, model_registry.models_dir(), context.run.run_id, image_set_hash)
+    version_dir, card, metrics = train_candidate(images, params, registry.models_dir(), context.run.run_id, image_set_hash)
     context.log.info(f"model {card['version']}: cross-validated F1 {metrics['f1']:.3f} ± {metrics['f1_std']:.3f} "
                      f"over {metrics['cv_folds']} folds x {metrics['cv_repeats']}, {card['n_train']} images, {card['train_seconds']} s")
     return dg.MaterializeResult(
@@ -118,7 +79,7 @@ def model_quality(context: dg.AssetCheckExecutionContext, image_store: ImageSetS
     candidate_dir = Path(candidate["path"])
     card = model_card(candidate_dir)
     cv = card["metrics"]
-    production = model_registry.production()
+    production = registry.production()
     comparison = None
     if production is not None and production["version"] != card["version"]:
         comparison = compare_with_production(candidate_dir, Path(production["path"]), image_store.image_dir(),
@@ -178,8 +139,8 @@ def production_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     candidate, storage_id = latest_model(context)
     blocker = promotion_blocker(context.instance, storage_id, candidate["version"])
     if blocker:
-        current = model_registry.production()
+        current = registry.production()
         raise dg.Failure(description=f"{blocker}; production stays {current['version'] if current else 'empty'}")
     metrics = {name: candidate[name] for name in ("accuracy", "precision", "recall", "f1", "f1_std", "roc_auc") if name in candidate}
-    pointer = model_registry.promote(Path(candidate["path"]), candidate["version"], metrics)
+    pointer = registry.promote(Path(candidate["path"]), candidate["version"], metrics)
     return dg.MaterializeResult(data_version=dg.DataVersion(pointer["version"]), metadata={"version": pointer["version"], **metrics})

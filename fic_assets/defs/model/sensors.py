@@ -4,12 +4,13 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from fic_assets import settings, storage
-from fic_assets.defs.crawl.partitions import SENSOR_LOCK_WAIT_SECONDS
+from fic_assets.platform import settings
+from fic_assets.platform import warehouse
+from fic_assets.defs.shared import SENSOR_LOCK_WAIT_SECONDS
 from fic_assets.defs.labelling.jobs import labelling_round_job
 from fic_assets.defs.model.jobs import retrain_job
-from fic_assets.labelling.labels import labels_since
-from fic_assets.resources import DuckDBResource
+from fic_assets.defs.labelling.labels import labels_since
+from fic_assets.platform.warehouse import DuckDBResource
 
 ROUND_TAG = "fic/round"
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
@@ -46,7 +47,7 @@ def relabel_sensor(context: dg.SensorEvaluationContext, duckdb: DuckDBResource):
     try:
         with duckdb.connect(read_only=True, wait_seconds=SENSOR_LOCK_WAIT_SECONDS) as con:
             new_labels = labels_since(con, since)
-    except storage.DuckDBBusyError as error:
+    except warehouse.DuckDBBusyError as error:
         return dg.SkipReason(f"DuckDB busy, will retry next tick: {error}")
     round_id = str(last_round.storage_id)
     retrains = context.instance.get_runs(filters=dg.RunsFilter(job_name=retrain_job.name, tags={ROUND_TAG: round_id}), limit=1)

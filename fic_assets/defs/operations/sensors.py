@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from fic_assets import settings
-from fic_assets.dead_runs import release_dead_runs
+from fic_assets.platform import settings
+from fic_assets.defs.operations.dead_runs import release_dead_runs
 
 
 @dg.sensor(

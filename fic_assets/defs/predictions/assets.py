@@ -1,24 +1,22 @@
-"""The predictions domain: per-brand predictions of the production model, and the brand report people read."""
+"""The predictions domain's asset: per-brand predictions of the production model."""
 
 from pathlib import Path
 
 import dagster as dg
 
-from fic_assets import model_registry, settings
-from fic_assets.defs.crawl.partitions import DUCKDB_POOL, brand_partitions
-from fic_assets.defs.metadata import png_markdown
-from fic_assets.imageset.cache import ImageCache
-from fic_assets.ml.artifact import ModelNotFoundError
-from fic_assets.predictions import predict_brands
-from fic_assets.reports.brand_report import write_report
-from fic_assets.resources import DuckDBResource
+from fic_assets.defs.model import registry
+from fic_assets.defs.shared import DUCKDB_POOL, brand_partitions
+from fic_assets.defs.dataset.cache import ImageCache
+from fic_assets.defs.model.artifact import ModelNotFoundError
+from fic_assets.defs.predictions.predict import predict_brands
+from fic_assets.platform.warehouse import DuckDBResource
 
 
 def production_model_dir() -> tuple[str, Path]:
     """(version, dir) of the production model, or a Failure that says how to get one."""
     try:
-        pointer = model_registry.require_production()
-    except model_registry.NoProductionModel as error:
+        pointer = registry.require_production()
+    except registry.NoProductionModel as error:
         raise dg.Failure(description=str(error)) from error
     return pointer["version"], Path(pointer["path"])
 
@@ -61,40 +59,5 @@ def brand_predictions(context: dg.AssetExecutionContext, duckdb: DuckDBResource)
             "error_reasons": dg.MetadataValue.json(error_reasons),
             "images_per_second": round(run.images_per_second, 1),
             "per_brand": dg.MetadataValue.json(per_brand),
-        }
-    )
-
-
-def reports_dir() -> Path:
-    return Path(settings.get("FIC_REPORTS_DIR"))
-
-
-@dg.asset(
-    group_name="predictions",
-    kinds={"html", "duckdb"},
-    deps=["brand_predictions", "pieces"],
-    description=(
-        "Per brand: pieces, images, share worn, prices, colours and how often the shop's packshot flag agrees with "
-        "the model. A static HTML report with PNG plots under reports/ (open reports/index.html in a browser)."
-    ),
-)
-def brand_report(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
-    with duckdb.connect(read_only=True) as con:
-        report = write_report(con, reports_dir())
-    summary = report.summary
-    top = summary.head(20)
-    table = "| brand | pieces | images | worn share |\n|---|---:|---:|---:|\n" + "\n".join(
-        f"| {str(row.name).replace('|', '/')} | {row.pieces} | {row.images} | "
-        f"{'—' if row.predicted == 0 else f'{row.worn_share:.0%}'} |"
-        for row in top.itertuples()
-    )
-    context.log.info(f"brand report for {report.brands} brand(s): {report.index_html}")
-    return dg.MaterializeResult(
-        metadata={
-            "brands": report.brands,
-            "report": dg.MetadataValue.path(str(report.index_html)),
-            "open_in_browser": dg.MetadataValue.url(report.index_html.resolve().as_uri()),
-            "top_brands": dg.MetadataValue.md(table),
-            **{name: dg.MetadataValue.md(png_markdown(path, name.replace("_", " ").capitalize())) for name, path in report.plots.items()},
         }
     )

@@ -10,9 +10,10 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
-from fic_assets import settings
-from fic_assets.defs.crawl.partitions import brand_partitions, partition_range_request
-from fic_assets.defs.predictions.jobs import predict_job, report_job
+from fic_assets.platform import settings
+from fic_assets.defs.shared import brand_partitions, partition_range_request
+from fic_assets.defs.predictions.jobs import predict_job
+from fic_assets.defs.reports.jobs import report_job
 
 IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 

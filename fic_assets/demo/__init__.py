@@ -1,0 +1,1 @@
+"""The offline demo: `shop/` serves a generated Zalando-like catalogue, `run.py` is `fic demo` (the whole loop)."""

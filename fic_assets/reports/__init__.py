@@ -1,1 +1,0 @@
-"""Static reports over the platform's DuckDB (plain functions, no Dagster): the per-brand HTML report."""
