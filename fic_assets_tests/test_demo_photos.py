@@ -186,7 +186,7 @@ def test_missing_folder_is_a_clear_error_in_the_loader_and_both_commands(tmp_pat
         server.main(["--photos", str(tmp_path / "nowhere"), "--write-truth", str(tmp_path / "truth.csv")])
     assert exited.value.code == 2 and not (tmp_path / "truth.csv").exists()
     assert f"error: --photos: photos folder {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
-    from fic_assets.demo.run import run as demo
+    from fic_assets.demo import run as demo
 
     with pytest.raises(SystemExit) as exited:
         demo.main(["--photos", str(tmp_path / "nowhere")])
@@ -251,7 +251,7 @@ def test_unreadable_file_beside_good_photos_is_skipped_with_a_warning(odd_photos
 def test_demo_scores_predictions_against_the_truth_and_counts_another_url_of_a_labelled_photo_as_seen(tmp_path, real_set):
     import duckdb
 
-    from fic_assets.demo.run import run as demo
+    from fic_assets.demo import run as demo
 
     catalogue = build_catalogue(42, real_set)
     base = "http://shop"
@@ -280,7 +280,7 @@ def test_demo_warns_when_duckdb_holds_labels_of_other_images(tmp_path, real_set,
     """An earlier demo on the same FIC_DATA_DIR with drawings leaves labels the photo demo would train on too."""
     import duckdb
 
-    from fic_assets.demo.run import run as demo
+    from fic_assets.demo import run as demo
 
     monkeypatch.setenv("FIC_DUCKDB", str(tmp_path / "fic.duckdb"))
     drawn_url = truth_rows(build_catalogue(42), "http://shop")[0]["image_url"]
@@ -343,7 +343,7 @@ def test_demo_shop_command_serves_the_photos_over_http(odd_photos, real_set, tmp
         # The same port with drawings or other photos is another shop: --background and `fic demo` refuse to use it.
         assert server.main(["--background", "--port", str(port)]) == 1
         assert "not seed 42 and drawn images; stop it first" in capsys.readouterr().err
-        from fic_assets.demo.run import run as demo
+        from fic_assets.demo import run as demo
 
         demo.ensure_demo_shop(url, photos)
         for other in (None, real_set):
