@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
 from fic_assets.platform.net import free_port  # noqa: F401  (tests import it from here)
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+BIN = Path(sys.executable).parent
+
+
+def dg_command(*args: str) -> list[str]:
+    """A `dg` command on this repository's project (pyproject's [tool.dg]), as the README and scripts/ui run it;
+    --target-path lets the test's subprocess run from its own temp dir."""
+    from fic_assets.platform.settings import REPO_ROOT
+
+    return [str(BIN / "dg"), *args, "--target-path", str(REPO_ROOT)]
 
 
 def platform_env(root, shop_url: str, **settings: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""`dagster dev` for real (webserver + daemon, temp DAGSTER_HOME): the daemon's brand_sensor turns a `brands`
+"""`dg dev` for real (webserver + daemon, temp DAGSTER_HOME): the daemon's brand_sensor turns a `brands`
 materialization into partitions and a first crawl, the UI's GraphQL API lists the platform's assets, and an
 "all brands" backfill launched the way the UI launches it runs as one crawl run without DuckDB lock errors.
 Then a model is promoted: the daemon's prediction_sensor predicts every brand in one run, and an "all brands"
@@ -18,7 +18,7 @@ import pytest
 
 from fic_assets.defs.model import registry
 from fic_assets.platform import warehouse
-from fic_assets_tests.conftest import free_port, platform_env, stop_process_group
+from fic_assets_tests.conftest import dg_command, free_port, platform_env, stop_process_group
 
 BIN = Path(sys.executable).parent
 
@@ -56,19 +56,19 @@ def dagster_dev(tmp_path, demo_shop_url):
     env = platform_env(tmp_path, demo_shop_url, FIC_LABEL_STUDIO_URL=f"http://127.0.0.1:{free_port()}")
     # `brands` from the CLI before the daemon starts: brand_sensor's first tick then has work to do.
     subprocess.run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "fic_assets.definitions", "--select", "brands"],
+        dg_command("launch", "--assets", "brands"),
         env=env, check=True, capture_output=True, timeout=300,
     )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "dagster_dev.log").open("wb")
-    # Own session: `dagster dev` ignores SIGTERM sent to its shell, so the whole group is killed afterwards.
+    # Own session: `dg dev` ignores SIGTERM sent to its shell, so the whole group is killed afterwards.
     server = subprocess.Popen(
-        [str(BIN / "dagster"), "dev", "-m", "fic_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        dg_command("dev", "-h", "127.0.0.1", "-p", str(port)),
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
     )
     try:
-        wait_for(lambda: server.poll() is not None or server_up(url), 120, "dagster dev to answer")
+        wait_for(lambda: server.poll() is not None or server_up(url), 120, "dg dev to answer")
         assert server.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
         yield url, env
     finally:

@@ -28,7 +28,7 @@ from fic_assets.defs.model.artifact import CARD_FILE, ONNX_FILE, export_onnx
 from fic_assets.defs.model.scoring import FetchOptions, Scorer, model_pixels
 from fic_assets.defs.predictions.predict import predict_brands
 from fic_assets.platform.warehouse import DuckDBResource
-from fic_assets_tests.conftest import free_port, platform_env
+from fic_assets_tests.conftest import dg_command, free_port, platform_env
 
 # Brand paths are the partition keys. Levi's (quote), Selected Femme/Homme (slash), Marc O'Polo (quote) and
 # Björn Borg (unicode) are the awkward names; Levi's, Jack & Jones and Björn Borg hold the broken images.
@@ -338,7 +338,8 @@ def test_sensor_waits_while_a_predict_run_is_in_progress(platform):
 
 
 def test_cli_materializes_a_partition_range_in_one_run(tmp_path, demo_shop_url, trained_model):
-    """`dagster asset materialize --partition-range` over all brands, as the README shows, against the demo shop."""
+    """`dg launch --assets brand_predictions --partition-range` over all brands, as the README shows, against the demo
+    shop."""
     env = platform_env(tmp_path, demo_shop_url)
     items, images = catalogue_items(demo_shop_url, BRANDS[:3], per_brand=4)
     with warehouse.connect(env["FIC_DUCKDB"]) as con:
@@ -347,8 +348,7 @@ def test_cli_materializes_a_partition_range_in_one_run(tmp_path, demo_shop_url, 
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         instance.add_dynamic_partitions("brands", list(BRANDS[:3]))
     completed = subprocess.run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "fic_assets.definitions", "--select", "brand_predictions",
-         "--partition-range", f"{BRANDS[0]}...{BRANDS[2]}"],
+        dg_command("launch", "--assets", "brand_predictions", "--partition-range", f"{BRANDS[0]}...{BRANDS[2]}"),
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]

@@ -1,4 +1,4 @@
-"""The Dagster UI in a real browser: `dagster dev` (webserver + daemon, temp instance) on 127.0.0.1, opened in
+"""The Dagster UI in a real browser: `dg dev` (webserver + daemon, temp instance) on 127.0.0.1, opened in
 Debian's headless Chromium through Playwright. The global asset lineage shows every platform asset by name, and
 a person's click on `brands` → Materialize launches a run that the daemon dequeues and that crawls the demo shop's
 brand index into DuckDB. Screenshots are kept in test-artifacts/ (gitignored) at the repo root:
@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from fic_assets.platform import warehouse
-from fic_assets_tests.conftest import free_port, platform_env, require, stop_process_group
+from fic_assets_tests.conftest import dg_command, free_port, platform_env, require, stop_process_group
 from fic_assets_tests.test_dagster_dev import server_up, wait_for
 
 BIN = Path(sys.executable).parent
@@ -39,18 +39,18 @@ GRAPH_NODE_NAME = "svg foreignObject [class*='AssetNode_assetName']"
 
 @contextmanager
 def dagster_dev(env: dict, cwd: Path):
-    """`dagster dev` on a free loopback port; yields its URL. Its process group is killed afterwards."""
+    """`dg dev` on a free loopback port; yields its URL. Its process group is killed afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = cwd / "dagster_dev.log"
     with log_path.open("wb") as log:
-        # Own session: `dagster dev` does not reliably exit on SIGTERM/SIGINT, so its whole group is killed.
+        # Own session: `dg dev` does not reliably exit on SIGTERM/SIGINT, so its whole group is killed.
         server = subprocess.Popen(
-            [str(BIN / "dagster"), "dev", "-m", "fic_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
+            dg_command("dev", "-h", "127.0.0.1", "-p", str(port)),
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd,
         )
         try:
-            wait_for(lambda: server.poll() is not None or server_up(url), 150, "dagster dev to answer")
+            wait_for(lambda: server.poll() is not None or server_up(url), 150, "dg dev to answer")
             assert server.poll() is None, log_path.read_text(errors="replace")[-3000:]
             yield url
         finally:

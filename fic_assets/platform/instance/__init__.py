@@ -1,4 +1,4 @@
-"""The local Dagster instance (DAGSTER_HOME) used by the demo, the scripts and `dagster dev`."""
+"""The local Dagster instance (DAGSTER_HOME) used by the demo, the scripts and `dg dev` (scripts/ui)."""
 
 from __future__ import annotations
 
