@@ -7,6 +7,7 @@ import sys
 import textwrap
 from datetime import timedelta
 
+import duckdb
 import pytest
 
 from fic_assets.platform import warehouse
@@ -202,3 +203,41 @@ def test_read_only_open_of_a_missing_file_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="materialize the `brands` asset"):
         with warehouse.connect(tmp_path / "absent.duckdb", read_only=True):
             pass
+
+
+# --- existing DuckDB files -----------------------------------------------------------------------------------
+
+# image_rejects as defs/dataset/build.py created it, on its first store_rejects, before the table joined SCHEMA.
+OLD_REJECTS_DDL = """CREATE TABLE IF NOT EXISTS image_rejects (
+    image_url TEXT PRIMARY KEY,
+    label TEXT,                     -- the label it would have been filed under
+    reason TEXT NOT NULL,           -- "<code>: <detail>"; code = download, empty, truncated, not_an_image, too_large
+    rejected_at TIMESTAMPTZ NOT NULL
+)"""
+
+
+@pytest.mark.parametrize("had_rejects", [True, False], ids=["with-old-image_rejects", "never-built-an-image-set"])
+def test_duckdb_file_of_the_old_code_opens_with_image_rejects_in_the_schema(tmp_path, had_rejects):
+    """Bad input: a DuckDB file the old code wrote, either with the image_rejects table build.py made on the side (and
+    a reject in it) or without one (no image set was ever built). Both open, twice, and keep their rows."""
+    from fic_assets.defs.dataset.build import ImageSetResult, Reject, store_rejects
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    for statement in warehouse.SCHEMA:
+        if "image_rejects" not in statement:
+            con.execute(statement)
+    warehouse.upsert_brands(con, [{"slug": "levis", "name": "Levi's", "url": "http://shop/levis/"}])
+    if had_rejects:
+        con.execute(OLD_REJECTS_DDL)
+        con.execute("INSERT INTO image_rejects VALUES ('http://shop/img/old.jpg', 'worn', 'download: HTTP 404', now())")
+    con.close()
+    for _ in range(2):  # the second open meets the table the first one made
+        with warehouse.connect(path) as con:
+            assert warehouse.table_columns(con, "image_rejects") == ["image_url", "label", "reason", "rejected_at"]
+            assert warehouse.brand_slugs(con) == ["levis"]
+            result = ImageSetResult(counts={}, written=0, unchanged=0, moved=0, removed=0,
+                                    rejects=[Reject("http://shop/img/new.jpg", "not_worn", "truncated: 10 bytes")])
+            store_rejects(con, result)
+            urls = [row[0] for row in con.execute("SELECT image_url FROM image_rejects ORDER BY image_url").fetchall()]
+    assert urls == (["http://shop/img/new.jpg", "http://shop/img/old.jpg"] if had_rejects else ["http://shop/img/new.jpg"])

@@ -154,6 +154,13 @@ SCHEMA: tuple[str, ...] = (
         agreement DOUBLE NOT NULL,      -- share of annotators who chose the winning label
         project_key INTEGER             -- the project of the annotation standing for the label
     )""",
+    # --- dataset (the image set) ---
+    """CREATE TABLE IF NOT EXISTS image_rejects (
+        image_url TEXT PRIMARY KEY,     -- a labelled image the image set could not use (defs/dataset/build.py)
+        label TEXT,                     -- the label it would have been filed under
+        reason TEXT NOT NULL,           -- "<code>: <detail>"; code = download, empty, truncated, not_an_image, too_large
+        rejected_at TIMESTAMPTZ NOT NULL
+    )""",
 )
 # Files made before a column or table existed get it here (every statement idempotent, run after SCHEMA).
 MIGRATIONS: tuple[str, ...] = (
