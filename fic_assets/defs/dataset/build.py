@@ -24,7 +24,7 @@ from PIL import Image
 from fic_assets.defs.dataset.cache import ImageCache, atomic_write
 from fic_assets.defs.dataset.download import fetch_many
 from fic_assets.platform.imaging import BadImageError, decode_rgb
-from fic_assets.platform.warehouse import transaction, utcnow
+from fic_assets.platform.warehouse import transaction, upsert, utcnow
 
 LABELS = ("worn", "not_worn")
 # Fixed encoder settings: part of the set's identity. Changing them rewrites every file (and the DVC hash).
@@ -149,12 +149,8 @@ def store_rejects(con: duckdb.DuckDBPyConnection, result: ImageSetResult, reject
         if result.accepted:
             con.execute("DELETE FROM image_rejects WHERE list_contains(?, image_url)", [result.accepted])
         if result.rejects:
-            con.executemany(
-                """INSERT INTO image_rejects (image_url, label, reason, rejected_at) VALUES (?, ?, ?, ?)
-                   ON CONFLICT (image_url) DO UPDATE SET label = excluded.label, reason = excluded.reason,
-                       rejected_at = excluded.rejected_at""",
-                [[r.image_url, r.label, r.reason, rejected_at] for r in result.rejects],
-            )
+            rows = [{"image_url": r.image_url, "label": r.label, "reason": r.reason, "rejected_at": rejected_at} for r in result.rejects]
+            upsert(con, "image_rejects", rows, key=["image_url"])
 
 
 def trainable_labels(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
