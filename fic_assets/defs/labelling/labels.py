@@ -193,3 +193,8 @@ def labels_since(con: duckdb.DuckDBPyConnection, since: datetime | None) -> int:
     if since is None:
         return con.execute("SELECT count(*) FROM labels").fetchone()[0]
     return con.execute("SELECT count(*) FROM labels WHERE annotated_at > ?", [since]).fetchone()[0]
+
+
+def labelled_image_urls(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The image URL of every human label, whatever its label (unusable ones too)."""
+    return [row[0] for row in con.execute("SELECT image_url FROM labels").fetchall()]

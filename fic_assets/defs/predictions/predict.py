@@ -191,3 +191,13 @@ def brand_predictions_frame(con: duckdb.DuckDBPyConnection, slugs: Iterable[str]
     return con.execute(
         "SELECT * FROM predictions WHERE list_contains(?, brand_slug) ORDER BY brand_slug, image_url", [list(slugs)]
     ).df()
+
+
+def prediction_labels(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(image_url, label) of every stored prediction, errors included."""
+    return con.execute("SELECT image_url, label FROM predictions").fetchall()
+
+
+def predictions_by_label(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """How many stored predictions each label has (worn, not_worn, error), by label."""
+    return dict(con.execute("SELECT label, count(*) FROM predictions GROUP BY label ORDER BY label").fetchall())
