@@ -14,10 +14,11 @@ import requests
 from PIL import Image
 
 from fic_assets.demo.shop.catalogue import IMAGE_DEFECTS, build_catalogue, image_url
-from fic_assets.defs.dataset.build import build_image_set, ensure_tables, file_name, store_rejects
+from fic_assets.defs.dataset.build import build_image_set, file_name, store_rejects
 from fic_assets.defs.dataset.cache import ImageCache
 from fic_assets.defs.dataset.download import DownloadPolicy, fetch_many
 from fic_assets.defs.dataset.dvc import DvcError, DvcProject
+from fic_assets.platform import warehouse
 from fic_assets_tests.conftest import free_port
 
 # What each broken demo-shop image must be rejected for (cmyk and png_alpha are converted, not rejected).
@@ -89,7 +90,7 @@ def test_build_rejects_broken_images_and_converts_odd_modes(tmp_path, labelled, 
 
     # Rejects land in DuckDB; an image that succeeds later leaves the table.
     con = duckdb.connect(str(tmp_path / "fic.duckdb"))
-    ensure_tables(con)
+    warehouse.ensure_schema(con)
     store_rejects(con, result)
     store_rejects(con, result)  # an upsert: no duplicates
     assert con.execute("SELECT count(*) FROM image_rejects").fetchone()[0] == len(EXPECTED_REASONS)

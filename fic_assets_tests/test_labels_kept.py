@@ -371,3 +371,19 @@ def test_a_duckdb_file_from_before_project_keys_is_migrated_and_keeps_its_projec
     assert query(resources, "SELECT count(*) FROM annotations") == [(2,)]
     assert query(resources, "SELECT created_at IS NOT NULL, ls_url FROM label_projects") == [(True, label_studio.url)]
     assert_labels_agree_with_annotations(resources)
+
+
+def test_labelled_image_urls_lists_every_label_unusable_included(tmp_path):
+    """Bad input: an unusable label next to worn ones, and a URL with a quote, a slash and unicode."""
+    from fic_assets.defs.labelling.labels import LABEL_COLUMNS, labelled_image_urls, write_labels
+
+    urls = ["http://shop.test/levis-'501'.jpg", "http://shop.test/\"501\"/ève.jpg", "http://shop.test/blurred.jpg"]
+    resolved = pd.DataFrame({
+        "image_url": urls, "item_id": "LE1", "label": ["worn", "not_worn", "unusable"], "annotator": "ann",
+        "annotated_at": pd.Timestamp("2026-01-01", tz="UTC"), "task_id": [1, 2, 3], "annotation_id": [1, 2, 3],
+        "lead_time": 1.0, "annotations": 1, "agreement": 1.0, "project_key": 1,
+    }, columns=LABEL_COLUMNS)
+    with warehouse.connect(tmp_path / "fic.duckdb") as con:
+        for _ in range(2):  # written again: no second row
+            write_labels(con, resolved, project_key=1)
+        assert sorted(labelled_image_urls(con)) == sorted(urls)

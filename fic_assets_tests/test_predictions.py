@@ -356,3 +356,36 @@ def test_cli_materializes_a_partition_range_in_one_run(tmp_path, demo_shop_url, 
         assert len(instance.get_runs()) == 1
     with warehouse.connect(env["FIC_DUCKDB"], read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT brand_slug) FROM predictions").fetchone() == (len(images), 3)
+
+
+# --- the write-back and its readers, without a model ----------------------------------------------------------
+
+
+def test_written_predictions_replace_the_old_ones_and_are_read_back_by_label(tmp_path):
+    """Bad input: the same images predicted twice (a new model version) and an image that could not be scored (no
+    score, an error), among image URLs with a quote, a slash and unicode (Levi's "501" / Ève)."""
+    import pandas as pd
+
+    from fic_assets.defs.predictions.predict import prediction_labels, predictions_by_label, write_predictions
+
+    urls = ["http://shop/img/levis-'501'.jpg", "http://shop/img/\"501\"/ève.jpg", "http://shop/img/missing.jpg"]
+    item = {"item_id": "LE1", "sku": "LE1", "name": 'Levi\'s "501" / Ève', "brand": "Levi's", "brand_slug": "levis", "price": 99.0,
+            "currency": "EUR", "colour": "blue", "url": "http://shop/le1.html",
+            "images": [{"url": url, "position": n, "is_packshot": False} for n, url in enumerate(urls)]}
+
+    def predictions(version: str, labels: list[str]) -> pd.DataFrame:
+        return pd.DataFrame({
+            "image_url": urls, "item_id": "LE1", "brand_slug": "levis", "label": labels,
+            "score": [0.9 if label == "worn" else 0.2 if label == "not_worn" else None for label in labels],
+            "error": [None if label != "error" else "download: HTTP 404" for label in labels],
+            "model_version": version, "predicted_at": warehouse.utcnow(),
+        })
+
+    with warehouse.connect(tmp_path / "fic.duckdb") as con:
+        warehouse.upsert_items(con, [item])
+        write_predictions(con, predictions("v1", ["worn", "worn", "error"]))
+        write_predictions(con, predictions("v2", ["worn", "not_worn", "error"]))
+        assert sorted(prediction_labels(con)) == sorted(zip(urls, ["worn", "not_worn", "error"]))
+        assert predictions_by_label(con) == {"error": 1, "not_worn": 1, "worn": 1}
+        assert con.execute("SELECT DISTINCT model_version FROM predictions").fetchall() == [("v2",)]
+        assert dict(con.execute("SELECT image_url, flag_model FROM images").fetchall()) == dict(zip(urls, [1, 0, -1]))

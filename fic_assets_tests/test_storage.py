@@ -7,6 +7,8 @@ import sys
 import textwrap
 from datetime import timedelta
 
+import duckdb
+import pandas as pd
 import pytest
 
 from fic_assets.platform import warehouse
@@ -202,3 +204,168 @@ def test_read_only_open_of_a_missing_file_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="materialize the `brands` asset"):
         with warehouse.connect(tmp_path / "absent.duckdb", read_only=True):
             pass
+
+
+# --- the one upsert helper ---------------------------------------------------------------------------------
+
+AWKWARD = "Levi's \"501\" / Ève"
+
+
+def reject(url: str, reason: str = "download: HTTP 404", label: str = "worn") -> dict:
+    return {"image_url": url, "label": label, "reason": reason, "rejected_at": warehouse.utcnow()}
+
+
+def test_upsert_rerun_adds_no_rows_and_replaces_every_column_it_carries(db_path):
+    with warehouse.connect(db_path) as con:
+        rows = [reject("http://shop/img/a.jpg"), reject("http://shop/img/b.jpg")]
+        assert warehouse.upsert(con, "image_rejects", rows, key=["image_url"]) == 2
+        assert warehouse.upsert(con, "image_rejects", rows, key=["image_url"]) == 2  # written again, not added
+        assert warehouse.upsert(con, "image_rejects", [reject("http://shop/img/a.jpg", "truncated: 10 bytes", label="not_worn")],
+                                key=["image_url"]) == 1
+        stored = con.execute("SELECT image_url, label, reason FROM image_rejects ORDER BY image_url").fetchall()
+    assert stored == [("http://shop/img/a.jpg", "not_worn", "truncated: 10 bytes"), ("http://shop/img/b.jpg", "worn", "download: HTTP 404")]
+
+
+def test_upsert_keeps_what_it_is_told_to_and_never_touches_a_column_it_does_not_carry(db_path):
+    """Bad input: a second sighting with a later first_seen and no path; a status column the rows do not carry."""
+    t0 = warehouse.utcnow()
+    brand = {"slug": "levis", "name": "Levi's", "url": "http://shop/levis/", "path": "levis", "first_seen": t0, "last_seen": t0}
+    later = {**brand, "name": "Levi's®", "path": None, "first_seen": t0 + timedelta(days=1), "last_seen": t0 + timedelta(days=1)}
+    with warehouse.connect(db_path) as con:
+        warehouse.upsert(con, "brands", [brand], key=["slug"], keep=["first_seen"], keep_if_null=["path"])
+        con.execute("UPDATE brands SET listing_status = 'http_404' WHERE slug = 'levis'")
+        warehouse.upsert(con, "brands", [later], key=["slug"], keep=["first_seen"], keep_if_null=["path"])
+        row = con.execute("SELECT name, path, first_seen, last_seen, listing_status FROM brands").fetchall()
+        warehouse.upsert(con, "brands", [{**later, "path": "levis-new"}], key=["slug"], keep=["first_seen"], keep_if_null=["path"])
+        path = con.execute("SELECT path FROM brands").fetchone()[0]
+    assert row == [("Levi's®", "levis", t0, t0 + timedelta(days=1), "http_404")]
+    assert path == "levis-new"  # a path that is given does replace the stored one
+
+
+def test_upsert_insert_only_leaves_a_stored_row_as_it_is(db_path):
+    """Bad input: a task recorded again (a re-run after Label Studio created it) once it was retired."""
+    task = {"project_key": 1, "task_id": 7, "image_url": "http://shop/img/a.jpg", "project_id": 3, "created_at": warehouse.utcnow()}
+    with warehouse.connect(db_path) as con:
+        assert warehouse.upsert(con, "label_tasks", [task], key=["project_key", "task_id"], insert_only=True) == 1
+        con.execute("UPDATE label_tasks SET retired_at = now(), retired_reason = 'deleted in Label Studio'")
+        again = {**task, "image_url": "http://shop/img/other.jpg", "created_at": task["created_at"] + timedelta(hours=1)}
+        assert warehouse.upsert(con, "label_tasks", [again], key=["project_key", "task_id"], insert_only=True) == 0
+        rows = con.execute("SELECT image_url, created_at, retired_reason FROM label_tasks").fetchall()
+    assert rows == [("http://shop/img/a.jpg", task["created_at"], "deleted in Label Studio")]
+
+
+@pytest.mark.parametrize("insert_only", [False, True], ids=["replace-last-wins", "insert-only-first-wins"])
+def test_upsert_batch_with_the_same_key_twice_acts_as_one_row_after_the_other(db_path, insert_only):
+    """Bad input: one batch holding the same key twice, once new and once already stored. DuckDB would silently
+    take the first of them; the helper keeps what upserting them one by one gives."""
+    with warehouse.connect(db_path) as con:
+        warehouse.upsert(con, "image_rejects", [reject("http://shop/img/stored.jpg", "empty: 0 bytes")], key=["image_url"])
+        batch = [reject(url, reason) for url in ("http://shop/img/new.jpg", "http://shop/img/stored.jpg")
+                 for reason in ("download: HTTP 500", "download: HTTP 404")]
+        warehouse.upsert(con, "image_rejects", batch, key=["image_url"], insert_only=insert_only)
+        stored = dict(con.execute("SELECT image_url, reason FROM image_rejects").fetchall())
+    if insert_only:
+        assert stored == {"http://shop/img/new.jpg": "download: HTTP 500", "http://shop/img/stored.jpg": "empty: 0 bytes"}
+    else:
+        assert stored == {"http://shop/img/new.jpg": "download: HTTP 404", "http://shop/img/stored.jpg": "download: HTTP 404"}
+
+
+def test_upsert_batch_with_the_same_key_twice_and_kept_columns(db_path):
+    """Bad input: the same brand twice in one batch, one row without a path; first_seen is kept from the stored row."""
+    t0 = warehouse.utcnow()
+    first = {"slug": "levis", "name": "Levi's", "url": "u", "path": "levis", "first_seen": t0, "last_seen": t0}
+    with warehouse.connect(db_path) as con:
+        warehouse.upsert(con, "brands", [first], key=["slug"], keep=["first_seen"], keep_if_null=["path"])
+        t1 = t0 + timedelta(days=1)
+        batch = [{**first, "name": "A", "first_seen": t1, "last_seen": t1}, {**first, "name": "B", "path": None, "first_seen": t1, "last_seen": t1}]
+        warehouse.upsert(con, "brands", batch, key=["slug"], keep=["first_seen"], keep_if_null=["path"])
+        assert con.execute("SELECT name, path, first_seen, last_seen FROM brands").fetchall() == [("B", "levis", t0, t1)]
+
+
+def test_upsert_brand_name_with_quotes_slashes_and_unicode_in_values_and_keys(db_path):
+    """Bad input: Levi's "501" / Ève as a brand name, and inside the key (an image URL) of another table."""
+    url = f"http://shop/img/{AWKWARD}.jpg"
+    with warehouse.connect(db_path) as con:
+        for _ in range(2):
+            warehouse.upsert_brands(con, [{"slug": "levis-501", "name": AWKWARD, "url": "http://shop/levis-501/"}])
+            warehouse.upsert(con, "image_rejects", [reject(url, reason=f"not_an_image: {AWKWARD}")], key=["image_url"])
+        assert con.execute("SELECT slug, name FROM brands").fetchall() == [("levis-501", AWKWARD)]
+        assert con.execute("SELECT image_url, reason FROM image_rejects").fetchall() == [(url, f"not_an_image: {AWKWARD}")]
+
+
+@pytest.mark.parametrize(
+    "table, rows, key, message",
+    [
+        ("brands", [{"slug": "x", 'name"; DROP TABLE brands; --': "y"}], ["slug"], "not a plain table or column name"),
+        ("brands; DROP TABLE brands", [{"slug": "x"}], ["slug"], "not a plain table or column name"),
+        ("label_tasks", [{"task_id": 1, "image_url": "u"}], ["task_id"], "not the primary key"),
+        ("label_tasks", [{"project_key": 1, "image_url": "u"}], ["project_key", "task_id"], "must be columns of the rows"),
+    ],
+    ids=["sql-in-a-column-name", "sql-in-the-table-name", "a-key-that-is-not-the-primary-key", "rows-without-the-key"],
+)
+def test_upsert_refuses_names_that_are_not_plain_identifiers_and_a_wrong_key(db_path, table, rows, key, message):
+    """Bad input: SQL in a table or column name, a key that is not the table's, rows that lack the key."""
+    with warehouse.connect(db_path) as con:
+        warehouse.upsert_brands(con, [{"slug": "levis", "name": "Levi's", "url": "u"}])
+        with pytest.raises(ValueError, match=message):
+            warehouse.upsert(con, table, rows, key=key)
+        assert warehouse.table_counts(con)["brands"] == 1 and warehouse.table_counts(con)["label_tasks"] == 0
+
+
+def test_upsert_of_no_rows_writes_nothing(db_path):
+    """Bad input: an empty batch, as dicts (no columns at all) and as a frame with the columns."""
+    with warehouse.connect(db_path) as con:
+        assert warehouse.upsert(con, "image_rejects", [], key=["image_url"]) == 0
+        assert warehouse.upsert(con, "image_rejects", pd.DataFrame(columns=["image_url", "reason"]), key=["image_url"]) == 0
+        assert con.execute("SELECT count(*) FROM image_rejects").fetchone() == (0,)
+
+
+def test_crawl_log_of_a_crawl_without_brands_or_stats(db_path):
+    """Bad input: a crawl that listed no brand and whose stats lack every count (a list and NULLs in one row)."""
+    t0 = warehouse.utcnow()
+    with warehouse.connect(db_path) as con:
+        warehouse.log_crawl(con, "run-empty", "zalando", [], t0, t0, {})
+        warehouse.log_crawl(con, "run-empty", "zalando", ["levis"], t0, t0 + timedelta(minutes=1), {"item_scraped_count": 3})
+        assert con.execute("SELECT brand_slugs, pages, items, dropped, finished_at - started_at FROM crawl_log").fetchall() == [
+            (["levis"], None, 3, 0, timedelta(minutes=1))
+        ]
+        warehouse.log_crawl(con, "run-none", "zalando", [], t0, t0, {})
+        assert con.execute("SELECT brand_slugs, pages, items, dropped FROM crawl_log WHERE crawl_id = 'run-none'").fetchone() == ([], None, None, 0)
+
+
+# --- existing DuckDB files -----------------------------------------------------------------------------------
+
+# image_rejects as defs/dataset/build.py created it, on its first store_rejects, before the table joined SCHEMA.
+OLD_REJECTS_DDL = """CREATE TABLE IF NOT EXISTS image_rejects (
+    image_url TEXT PRIMARY KEY,
+    label TEXT,                     -- the label it would have been filed under
+    reason TEXT NOT NULL,           -- "<code>: <detail>"; code = download, empty, truncated, not_an_image, too_large
+    rejected_at TIMESTAMPTZ NOT NULL
+)"""
+
+
+@pytest.mark.parametrize("had_rejects", [True, False], ids=["with-old-image_rejects", "never-built-an-image-set"])
+def test_duckdb_file_of_the_old_code_opens_with_image_rejects_in_the_schema(tmp_path, had_rejects):
+    """Bad input: a DuckDB file the old code wrote, either with the image_rejects table build.py made on the side (and
+    a reject in it) or without one (no image set was ever built). Both open, twice, and keep their rows."""
+    from fic_assets.defs.dataset.build import ImageSetResult, Reject, store_rejects
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    for statement in warehouse.SCHEMA:
+        if "image_rejects" not in statement:
+            con.execute(statement)
+    warehouse.upsert_brands(con, [{"slug": "levis", "name": "Levi's", "url": "http://shop/levis/"}])
+    if had_rejects:
+        con.execute(OLD_REJECTS_DDL)
+        con.execute("INSERT INTO image_rejects VALUES ('http://shop/img/old.jpg', 'worn', 'download: HTTP 404', now())")
+    con.close()
+    for _ in range(2):  # the second open meets the table the first one made
+        with warehouse.connect(path) as con:
+            assert warehouse.table_columns(con, "image_rejects") == ["image_url", "label", "reason", "rejected_at"]
+            assert warehouse.brand_slugs(con) == ["levis"]
+            result = ImageSetResult(counts={}, written=0, unchanged=0, moved=0, removed=0,
+                                    rejects=[Reject("http://shop/img/new.jpg", "not_worn", "truncated: 10 bytes")])
+            store_rejects(con, result)
+            urls = [row[0] for row in con.execute("SELECT image_url FROM image_rejects ORDER BY image_url").fetchall()]
+    assert urls == (["http://shop/img/new.jpg", "http://shop/img/old.jpg"] if had_rejects else ["http://shop/img/new.jpg"])

@@ -172,13 +172,15 @@ def score_against_truth(con, catalogue: Catalogue, shop_url: str) -> str:
     """The predictions scored against the shop's kept truth: on every scored image, and on the images whose
     picture no label has seen (another URL of a labelled photo counts as seen), which the model never trained on."""
     from fic_assets.demo.shop.catalogue import truth_rows
+    from fic_assets.defs.labelling.labels import labelled_image_urls
     from fic_assets.defs.labelling.simulated_annotator import truth_by_url
+    from fic_assets.defs.predictions.predict import prediction_labels
 
     rows = truth_rows(catalogue, shop_url)
     truth = truth_by_url(rows)
     picture = {row["image_url"]: row["photo"] or row["image_url"] for row in rows}
-    seen = {picture[url] for (url,) in con.execute("SELECT image_url FROM labels").fetchall() if url in picture}
-    predicted = con.execute("SELECT image_url, label FROM predictions").fetchall()
+    seen = {picture[url] for url in labelled_image_urls(con) if url in picture}
+    predicted = prediction_labels(con)
     scored = [(url, truth[url], label) for url, label in predicted
               if truth.get(url) in ("worn", "not_worn") and label in ("worn", "not_worn")]
     unscored = sum(1 for url, label in predicted if truth.get(url) in ("worn", "not_worn") and label not in ("worn", "not_worn"))
@@ -193,13 +195,14 @@ def warn_about_other_images(catalogue: Catalogue, shop_url: str) -> None:
     """Labels left in DuckDB by an earlier demo with other images (drawings, other photos) stay in the image set
     and so in the model and its F1: say so, since they are easy to forget."""
     from fic_assets.demo.shop.catalogue import truth_rows
+    from fic_assets.defs.labelling.labels import labelled_image_urls
 
     path = Path(settings.get("FIC_DUCKDB"))
     if not path.exists():
         return
     try:
         with warehouse.connect(path, read_only=True, wait_seconds=5) as con:
-            urls = [url for (url,) in con.execute("SELECT image_url FROM labels").fetchall()]
+            urls = labelled_image_urls(con)
     except Exception:  # noqa: BLE001  no labels table yet, or the file is busy: nothing to warn about
         return
     served = {row["image_url"] for row in truth_rows(catalogue, shop_url)}
@@ -211,10 +214,12 @@ def warn_about_other_images(catalogue: Catalogue, shop_url: str) -> None:
 
 
 def predict_and_report(defs: dg.Definitions, instance: dg.DagsterInstance, catalogue: Catalogue) -> None:
+    from fic_assets.defs.predictions.predict import predictions_by_label
+
     tick(defs, instance, "prediction_sensor")  # -> predict_job over the brands the production model has not seen
     tick(defs, instance, "prediction_sensor")  # -> report_job
     with warehouse.connect(settings.get("FIC_DUCKDB"), read_only=True) as con:
-        by_label = dict(con.execute("SELECT label, count(*) FROM predictions GROUP BY label ORDER BY label").fetchall())
+        by_label = predictions_by_label(con)
         say(f"predictions: {by_label}; brand report: {Path(settings.get('FIC_REPORTS_DIR')) / 'index.html'}")
         say(score_against_truth(con, catalogue, settings.get("FIC_SHOP_URL").rstrip("/")))
 

@@ -7,8 +7,9 @@ parameterized: values travel as parameters or as a registered Arrow/pandas relat
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -154,6 +155,13 @@ SCHEMA: tuple[str, ...] = (
         agreement DOUBLE NOT NULL,      -- share of annotators who chose the winning label
         project_key INTEGER             -- the project of the annotation standing for the label
     )""",
+    # --- dataset (the image set) ---
+    """CREATE TABLE IF NOT EXISTS image_rejects (
+        image_url TEXT PRIMARY KEY,     -- a labelled image the image set could not use (defs/dataset/build.py)
+        label TEXT,                     -- the label it would have been filed under
+        reason TEXT NOT NULL,           -- "<code>: <detail>"; code = download, empty, truncated, not_an_image, too_large
+        rejected_at TIMESTAMPTZ NOT NULL
+    )""",
 )
 # Files made before a column or table existed get it here (every statement idempotent, run after SCHEMA).
 MIGRATIONS: tuple[str, ...] = (
@@ -250,6 +258,89 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         _open_transactions.discard(id(con))
 
 
+# --- the one upsert ---------------------------------------------------------------------------------
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _identifier(name: str) -> str:
+    """A table or column name for SQL text: a plain name from code, quoted; anything else is refused."""
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"not a plain table or column name: {name!r}")
+    return f'"{name}"'
+
+
+def primary_key(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, ...]:
+    """The table's primary key columns, in table order."""
+    return tuple(row[0] for row in con.execute("SELECT name FROM pragma_table_info(?) WHERE pk ORDER BY cid", [table]).fetchall())
+
+
+def upsert(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: pd.DataFrame | Iterable[Mapping],
+    key: Sequence[str],
+    *,
+    keep: Sequence[str] = (),
+    keep_if_null: Sequence[str] = (),
+    insert_only: bool = False,
+    deduplicated: bool = False,
+) -> int:
+    """Insert `rows` into `table`; a row whose key is stored already updates that row. Returns the rows written.
+
+    rows: a DataFrame, or mappings, whose names are columns of the table. One statement over the registered frame
+    (INSERT ... BY NAME): values never enter SQL text, and names are checked to be plain identifiers. A column the
+    rows do not carry is never touched (images.flag_model, brands.gone_at keep theirs).
+
+    On a conflict every column the rows carry is replaced (INSERT OR REPLACE), except:
+      keep:          written when the row is new, then kept (first_seen);
+      keep_if_null:  a NULL in the rows keeps the stored value (coalesce: a brand row without its path);
+      insert_only:   the stored row stays as it is (INSERT OR IGNORE).
+    key: the table's primary key (checked against the table). Rows sharing a key are cut to the last one (with
+    insert_only, the first), as if upserted one by one: given such a batch, DuckDB 2.0 silently keeps the first it
+    meets (1.x refused it). deduplicated=True: the caller has cut them already (upsert_items does, for its own
+    counts) and the pass, ~0.25 s per 300k rows, is skipped.
+    No replaced column may be in an index other than the key (DuckDB turns such an update into delete + insert,
+    and older versions refused it): the schema has no secondary index (see SCHEMA).
+    """
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
+    key, keep, keep_if_null = tuple(key), tuple(keep), tuple(keep_if_null)
+    columns = [str(column) for column in frame.columns]
+    name, view = _identifier(table), _identifier(f"upserting_{table}")
+    quoted = {column: _identifier(column) for column in (*columns, *key, *keep, *keep_if_null)}
+    stored_key = primary_key(con, table)
+    if sorted(key) != sorted(stored_key):
+        raise ValueError(f"{key} is not the primary key of {table}: {stored_key}")
+    if insert_only and (keep or keep_if_null):
+        raise ValueError("insert_only keeps every column already: keep / keep_if_null say nothing more")
+    if frame.empty:
+        return 0
+    if not set(key) <= set(columns) or not set(keep + keep_if_null) <= set(columns) - set(key):
+        raise ValueError(f"key {key}, keep {keep} and keep_if_null {keep_if_null} must be columns of the rows {columns}")
+    if not deduplicated:
+        frame = frame.drop_duplicates(list(key), keep="first" if insert_only else "last")
+    if insert_only:
+        statement = f"INSERT OR IGNORE INTO {name} BY NAME SELECT * FROM {view}"
+    elif not (keep or keep_if_null):
+        statement = f"INSERT OR REPLACE INTO {name} BY NAME SELECT * FROM {view}"
+    else:
+        updates = [
+            f"{quoted[column]} = coalesce(excluded.{quoted[column]}, {name}.{quoted[column]})"
+            if column in keep_if_null
+            else f"{quoted[column]} = excluded.{quoted[column]}"
+            for column in columns
+            if column not in key and column not in keep
+        ]
+        action = f"UPDATE SET {', '.join(updates)}" if updates else "NOTHING"
+        statement = (f"INSERT INTO {name} BY NAME SELECT * FROM {view} "
+                     f"ON CONFLICT ({', '.join(quoted[column] for column in key)}) DO {action}")
+    con.register(f"upserting_{table}", frame)
+    try:
+        return int(con.execute(statement).fetchall()[0][0])  # fetchall: a half-read result blocks register()
+    finally:
+        con.unregister(f"upserting_{table}")
+
+
 # --- brands -------------------------------------------------------------------------------------
 
 
@@ -275,7 +366,8 @@ def upsert_brands(con: duckdb.DuckDBPyConnection, brands: Iterable[dict], seen_a
     frame = pd.DataFrame(list(brands), columns=["slug", "name", "url", "path"]).drop_duplicates("slug", keep="last")
     frame["path"] = [path if isinstance(path, str) and path else path_from_url(url) for path, url in zip(frame["path"], frame["url"])]
     frame["path"] = frame["path"].astype("object")
-    frame["seen_at"] = seen_at
+    frame["first_seen"] = frame["last_seen"] = seen_at
+    frame["delisted_at"] = None  # listed again
     with transaction(con):
         con.register("incoming_brands", frame)
         try:
@@ -285,14 +377,9 @@ def upsert_brands(con: duckdb.DuckDBPyConnection, brands: Iterable[dict], seen_a
                     "SELECT slug FROM incoming_brands WHERE slug NOT IN (SELECT slug FROM brands) ORDER BY slug"
                 ).fetchall()
             ]
-            con.execute(
-                """INSERT INTO brands (slug, name, url, path, first_seen, last_seen)
-                   SELECT slug, name, url, path, seen_at, seen_at FROM incoming_brands
-                   ON CONFLICT (slug) DO UPDATE SET name = excluded.name, url = excluded.url,
-                       path = coalesce(excluded.path, brands.path), last_seen = excluded.last_seen, delisted_at = NULL"""
-            )
         finally:
             con.unregister("incoming_brands")
+        upsert(con, "brands", frame, key=["slug"], keep=["first_seen"], keep_if_null=["path"])
     return BrandUpsert(total=len(frame), new=new)
 
 
@@ -407,9 +494,8 @@ def upsert_items(con: duckdb.DuckDBPyConnection, items: Iterable[dict], seen_at:
     """
     seen_at = seen_at or utcnow()
     piece_frame, image_frame, link_frame, skipped = _frames(items)
-    piece_frame["seen_at"] = seen_at
-    image_frame["seen_at"] = seen_at
-    link_frame["seen_at"] = seen_at
+    for frame in (piece_frame, image_frame, link_frame):
+        frame["first_seen"] = frame["last_seen"] = seen_at  # first_seen stays as it is for a known row
     with transaction(con):
         con.register("incoming_pieces", piece_frame)
         con.register("incoming_images", image_frame)
@@ -426,39 +512,29 @@ def upsert_items(con: duckdb.DuckDBPyConnection, items: Iterable[dict], seen_at:
                    WHERE NOT EXISTS (SELECT 1 FROM piece_images l WHERE l.item_id = i.item_id AND l.image_url = i.image_url)"""
             ).fetchone()[0]
             # A price row when a piece is new or its price/currency moved; before the pieces upsert so the
-            # comparison sees the old price.
+            # comparison sees the old price. Not upsert(): the rows come from a join, and a row already stored for
+            # this (item_id, seen_at), a re-run of the same crawl, is left alone.
             price_changes = con.execute(
                 """INSERT INTO price_history (item_id, price, currency, seen_at)
-                   SELECT i.item_id, i.price, i.currency, i.seen_at
+                   SELECT i.item_id, i.price, i.currency, i.last_seen
                    FROM incoming_pieces i LEFT JOIN pieces p USING (item_id)
                    WHERE p.item_id IS NULL OR p.price IS DISTINCT FROM i.price OR p.currency IS DISTINCT FROM i.currency
                    ON CONFLICT DO NOTHING"""
             ).fetchone()[0]
-            con.execute(
-                """INSERT INTO pieces (item_id, sku, name, brand, brand_slug, price, currency, colour, url, first_seen, last_seen)
-                   SELECT item_id, sku, name, brand, brand_slug, price, currency, colour, url, seen_at, seen_at
-                   FROM incoming_pieces
-                   ON CONFLICT (item_id) DO UPDATE SET
-                       sku = excluded.sku, name = excluded.name, brand = excluded.brand,
-                       brand_slug = excluded.brand_slug, price = excluded.price, currency = excluded.currency,
-                       colour = excluded.colour, url = excluded.url, last_seen = excluded.last_seen"""
-            )
-            # images.item_id: the smallest item_id that showed the image, whichever crawl came first.
+            # _frames cut the rows sharing a key (their counts above need that): upsert() need not again.
+            upsert(con, "pieces", piece_frame, key=["item_id"], keep=["first_seen"], deduplicated=True)
+            # Not upsert(): images.item_id is the smallest item_id that showed the image, whichever crawl came
+            # first, and position / is_packshot follow that piece; only last_seen is simply replaced.
             con.execute(
                 """INSERT INTO images (image_url, item_id, position, is_packshot, first_seen, last_seen)
-                   SELECT image_url, item_id, position, is_packshot, seen_at, seen_at FROM incoming_images
+                   SELECT image_url, item_id, position, is_packshot, first_seen, last_seen FROM incoming_images
                    ON CONFLICT (image_url) DO UPDATE SET
                        item_id = least(images.item_id, excluded.item_id),
                        position = CASE WHEN excluded.item_id <= images.item_id THEN excluded.position ELSE images.position END,
                        is_packshot = CASE WHEN excluded.item_id <= images.item_id THEN excluded.is_packshot ELSE images.is_packshot END,
                        last_seen = excluded.last_seen"""
             )
-            con.execute(
-                """INSERT INTO piece_images (item_id, image_url, position, is_packshot, first_seen, last_seen)
-                   SELECT item_id, image_url, position, is_packshot, seen_at, seen_at FROM incoming_links
-                   ON CONFLICT (item_id, image_url) DO UPDATE SET
-                       position = excluded.position, is_packshot = excluded.is_packshot, last_seen = excluded.last_seen"""
-            )
+            upsert(con, "piece_images", link_frame, key=["item_id", "image_url"], keep=["first_seen"], deduplicated=True)
         finally:
             con.unregister("incoming_pieces")
             con.unregister("incoming_images")
@@ -489,24 +565,18 @@ def log_crawl(
     stats: dict,
 ) -> None:
     """One crawl_log row per crawl id; a retried run overwrites its own row instead of adding one."""
-    con.execute(
-        """INSERT INTO crawl_log (crawl_id, spider, brand_slugs, started_at, finished_at, pages, items, dropped, stats)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (crawl_id) DO UPDATE SET spider = excluded.spider, brand_slugs = excluded.brand_slugs,
-               started_at = excluded.started_at, finished_at = excluded.finished_at, pages = excluded.pages,
-               items = excluded.items, dropped = excluded.dropped, stats = excluded.stats""",
-        [
-            crawl_id,
-            spider,
-            list(brand_slugs),
-            started_at,
-            finished_at,
-            stats.get("response_received_count"),
-            stats.get("item_scraped_count"),
-            stats.get("item_dropped_count", 0),
-            json.dumps(stats, default=str),
-        ],
-    )
+    row = {
+        "crawl_id": crawl_id,
+        "spider": spider,
+        "brand_slugs": list(brand_slugs),
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "pages": stats.get("response_received_count"),
+        "items": stats.get("item_scraped_count"),
+        "dropped": stats.get("item_dropped_count", 0),
+        "stats": json.dumps(stats, default=str),
+    }
+    upsert(con, "crawl_log", [row], key=["crawl_id"])
 
 
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

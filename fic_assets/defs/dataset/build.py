@@ -3,7 +3,8 @@
 out_dir/worn/<sha1(url)[:16]>.jpg and out_dir/not_worn/<...>.jpg mirror the labels exactly: a new label adds a
 file, a flipped label moves it, a label that is gone (or became `unusable`) removes it. The same bytes in give
 the same file out (fixed encoder settings, no EXIF, ICC or timestamps), so an unchanged label set keeps its DVC
-hash and DVC stores nothing new. Images that cannot be used are rejected with a reason, kept in `image_rejects`.
+hash and DVC stores nothing new. Images that cannot be used are rejected with a reason, kept in `image_rejects`
+(one table of warehouse.SCHEMA).
 """
 
 from __future__ import annotations
@@ -23,18 +24,11 @@ from PIL import Image
 from fic_assets.defs.dataset.cache import ImageCache, atomic_write
 from fic_assets.defs.dataset.download import fetch_many
 from fic_assets.platform.imaging import BadImageError, decode_rgb
-from fic_assets.platform.warehouse import transaction, utcnow
+from fic_assets.platform.warehouse import transaction, upsert, utcnow
 
 LABELS = ("worn", "not_worn")
 # Fixed encoder settings: part of the set's identity. Changing them rewrites every file (and the DVC hash).
 JPEG_OPTIONS = {"format": "JPEG", "quality": 92, "subsampling": 0, "optimize": False, "progressive": False}
-
-REJECTS_DDL = """CREATE TABLE IF NOT EXISTS image_rejects (
-    image_url TEXT PRIMARY KEY,
-    label TEXT,                     -- the label it would have been filed under
-    reason TEXT NOT NULL,           -- "<code>: <detail>"; code = download, empty, truncated, not_an_image, too_large
-    rejected_at TIMESTAMPTZ NOT NULL
-)"""
 
 
 @dataclass(frozen=True)
@@ -146,24 +140,17 @@ def build_image_set(
     return result
 
 
-def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(REJECTS_DDL)
-
-
 def store_rejects(con: duckdb.DuckDBPyConnection, result: ImageSetResult, rejected_at: datetime | None = None) -> None:
-    """Upsert this build's rejects and forget the rejects of images that are in the set now."""
-    ensure_tables(con)
+    """Upsert this build's rejects and forget the rejects of images that are in the set now.
+
+    `image_rejects` is in warehouse.SCHEMA: a write connection of warehouse.connect has it."""
     rejected_at = rejected_at or utcnow()
     with transaction(con):
         if result.accepted:
             con.execute("DELETE FROM image_rejects WHERE list_contains(?, image_url)", [result.accepted])
         if result.rejects:
-            con.executemany(
-                """INSERT INTO image_rejects (image_url, label, reason, rejected_at) VALUES (?, ?, ?, ?)
-                   ON CONFLICT (image_url) DO UPDATE SET label = excluded.label, reason = excluded.reason,
-                       rejected_at = excluded.rejected_at""",
-                [[r.image_url, r.label, r.reason, rejected_at] for r in result.rejects],
-            )
+            rows = [{"image_url": r.image_url, "label": r.label, "reason": r.reason, "rejected_at": rejected_at} for r in result.rejects]
+            upsert(con, "image_rejects", rows, key=["image_url"])
 
 
 def trainable_labels(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:

@@ -23,6 +23,7 @@ import duckdb
 import pandas as pd
 
 from fic_assets.defs.labelling.client import CHOICES, FROM_NAME
+from fic_assets.platform import warehouse
 
 ANNOTATION_COLUMNS = [
     "project_key", "annotation_id", "project_id", "task_id", "image_url", "item_id", "annotator",
@@ -166,18 +167,9 @@ def write_labels(con: duckdb.DuckDBPyConnection, resolved: pd.DataFrame, project
                    AND image_url NOT IN (SELECT image_url FROM resolved_labels)""",
             [project_key],
         ).fetchone()[0]
-        con.execute(
-            """INSERT INTO labels (image_url, item_id, label, annotator, annotated_at, task_id, annotation_id, lead_time,
-                   annotations, agreement, project_key)
-               SELECT image_url, item_id, label, annotator, annotated_at, task_id, annotation_id, lead_time,
-                   annotations, agreement, project_key FROM resolved_labels
-               ON CONFLICT (image_url) DO UPDATE SET item_id = excluded.item_id, label = excluded.label,
-                   annotator = excluded.annotator, annotated_at = excluded.annotated_at, task_id = excluded.task_id,
-                   annotation_id = excluded.annotation_id, lead_time = excluded.lead_time,
-                   annotations = excluded.annotations, agreement = excluded.agreement, project_key = excluded.project_key"""
-        )
     finally:
         con.unregister("resolved_labels")
+    warehouse.upsert(con, "labels", resolved, key=["image_url"])  # resolve_labels gives one row per image
     after = dict(zip(resolved["image_url"], resolved["label"]))
     total = con.execute("SELECT count(*) FROM labels").fetchall()[0][0]  # fetchall: a half-read result blocks register()
     return {
@@ -201,3 +193,8 @@ def labels_since(con: duckdb.DuckDBPyConnection, since: datetime | None) -> int:
     if since is None:
         return con.execute("SELECT count(*) FROM labels").fetchone()[0]
     return con.execute("SELECT count(*) FROM labels WHERE annotated_at > ?", [since]).fetchone()[0]
+
+
+def labelled_image_urls(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The image URL of every human label, whatever its label (unusable ones too)."""
+    return [row[0] for row in con.execute("SELECT image_url FROM labels").fetchall()]

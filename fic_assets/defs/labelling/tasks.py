@@ -117,17 +117,8 @@ def upsert_task_rows(con: duckdb.DuckDBPyConnection, rows: Sequence[dict]) -> No
     frame = frame.drop_duplicates(["project_key", "task_id"])
     frame["pre_score"] = frame["pre_score"].astype("float64")
     frame["created_at"] = warehouse.utcnow()
-    con.register("incoming_tasks", frame)
-    try:
-        con.execute(
-            """INSERT INTO label_tasks (project_key, task_id, image_url, project_id, item_id, brand_slug, pre_label,
-                   pre_score, pre_model_version, created_at)
-               SELECT project_key, task_id, image_url, project_id, item_id, brand_slug, pre_label, pre_score,
-                   pre_model_version, created_at FROM incoming_tasks
-               ON CONFLICT (project_key, task_id) DO NOTHING"""
-        )
-    finally:
-        con.unregister("incoming_tasks")
+    # insert_only: a task already recorded keeps its row (its created_at, and its retirement if it was retired).
+    warehouse.upsert(con, "label_tasks", frame, key=["project_key", "task_id"], insert_only=True)
 
 
 @dataclass(frozen=True)

@@ -59,17 +59,9 @@ def write_predictions(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> Non
     """Upsert rows (PREDICTION_COLUMNS) and set images.flag_model to match, in one transaction."""
     frame = rows.loc[:, list(PREDICTION_COLUMNS)]
     with warehouse.transaction(con):
+        warehouse.upsert(con, "predictions", frame, key=["image_url"])
         con.register("incoming_predictions", frame)
         try:
-            con.execute(
-                """INSERT INTO predictions (image_url, item_id, brand_slug, label, score, error, model_version, predicted_at)
-                   SELECT image_url, item_id, brand_slug, label, score, error, model_version, predicted_at
-                   FROM incoming_predictions
-                   ON CONFLICT (image_url) DO UPDATE SET
-                       item_id = excluded.item_id, brand_slug = excluded.brand_slug, label = excluded.label,
-                       score = excluded.score, error = excluded.error, model_version = excluded.model_version,
-                       predicted_at = excluded.predicted_at"""
-            )
             # The original's readers look at images.flag_model: keep it in step with the latest prediction.
             con.execute(
                 """UPDATE images SET flag_model = CASE n.label WHEN 'worn' THEN 1 WHEN 'not_worn' THEN 0 ELSE -1 END
@@ -199,3 +191,13 @@ def brand_predictions_frame(con: duckdb.DuckDBPyConnection, slugs: Iterable[str]
     return con.execute(
         "SELECT * FROM predictions WHERE list_contains(?, brand_slug) ORDER BY brand_slug, image_url", [list(slugs)]
     ).df()
+
+
+def prediction_labels(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(image_url, label) of every stored prediction, errors included."""
+    return con.execute("SELECT image_url, label FROM predictions").fetchall()
+
+
+def predictions_by_label(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """How many stored predictions each label has (worn, not_worn, error), by label."""
+    return dict(con.execute("SELECT label, count(*) FROM predictions GROUP BY label ORDER BY label").fetchall())
