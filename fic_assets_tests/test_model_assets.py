@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from fic_assets.defs.model import registry
+from fic_assets.defs.model import artifact
 from fic_assets.defs.dataset.assets import image_set
 from fic_assets.defs.model.assets import model, model_quality, production_model
 from fic_assets.defs.model.jobs import retrain_job
@@ -100,7 +100,7 @@ def test_retrain_versions_the_image_set_gates_and_promotes(platform, demo_shop_u
     assert 0.0 <= checked["candidate_f1_std"] <= 0.5
     assert "production_f1" not in checked and "production_version" not in checked
 
-    pointer = registry.production()
+    pointer = artifact.production()
     (model_event,) = first.asset_materializations_for_node("model")
     assert pointer["version"] == model_event.metadata["version"].value
     card = json.loads((tmp_path / "models" / pointer["version"] / "card.json").read_text())
@@ -113,12 +113,12 @@ def test_retrain_versions_the_image_set_gates_and_promotes(platform, demo_shop_u
     assert not second.success
     assert [c.passed for c in second.get_asset_check_evaluations()] == [False]
     assert not second.asset_materializations_for_node("production_model")
-    assert registry.production()["version"] == pointer["version"]
+    assert artifact.production()["version"] == pointer["version"]
     # Same labels, same set: the image set's data version did not move.
     assert second.asset_materializations_for_node("image_set")[0].metadata["dvc_hash"].value == digest
     # Nor can the failed candidate be promoted by selecting production_model on its own (the UI, the CLI).
     alone = dg.materialize([production_model], instance=instance, raise_on_error=False)
-    assert not alone.success and registry.production()["version"] == pointer["version"]
+    assert not alone.success and artifact.production()["version"] == pointer["version"]
     failure = next(event for event in alone.all_events if event.event_type_value == "STEP_FAILURE")
     assert "failed model_quality" in str(failure.event_specific_data.error)
 
@@ -131,7 +131,7 @@ def test_retrain_versions_the_image_set_gates_and_promotes(platform, demo_shop_u
     compared = check_metadata(third)
     assert compared["cv_images"] == 72 and compared["compared_images"] == 24
     assert compared["production_version"] == pointer["version"] and 0.0 <= compared["production_f1"] <= 1.0
-    assert registry.production()["version"] != pointer["version"]
+    assert artifact.production()["version"] != pointer["version"]
 
 
 def test_s3_down_fails_clearly_keeps_the_local_set_and_the_next_run_pushes(platform, s3):
@@ -160,5 +160,5 @@ def test_quality_verdict_rule():
 
 
 def test_missing_production_model_says_how_to_train(tmp_path):
-    with pytest.raises(registry.NoProductionModel, match="retrain_job"):
-        registry.require_production(tmp_path)
+    with pytest.raises(artifact.NoProductionModel, match="retrain_job"):
+        artifact.require_production(tmp_path)

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from fic_assets.defs.model import registry
+from fic_assets.defs.model import artifact
 from fic_assets.platform import warehouse
 from fic_assets.defs.shared import DUCKDB_POOL
 from fic_assets.defs.labelling import labels as label_sync
@@ -72,7 +72,7 @@ def label_tasks(context: dg.AssetExecutionContext, config: LabelTasksConfig, lab
     with label_studio.session() as ls:
         seen = ls.project()
         project_id = seen.id
-        production = registry.production()
+        production = artifact.production()
         pool = config.tasks_per_round * (task_choice.MODEL_POOL_FACTOR if production else 1)
         ls_tasks = ls.project_tasks(project_id)
         with duckdb.connect() as con:

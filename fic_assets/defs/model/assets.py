@@ -4,10 +4,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from fic_assets.defs.model import registry
+from fic_assets.defs.model import artifact
 from fic_assets.platform import settings
 from fic_assets.defs.shared import png_markdown
-from fic_assets.defs.model.artifact import model_card
 from fic_assets.defs.model.gate import EVAL_DIR, compare_with_production, quality_verdict, train_candidate
 from fic_assets.defs.model.params import load_params
 from fic_assets.defs.dataset.dvc import dvc_file, read_dir_hash
@@ -31,7 +30,7 @@ def model(context: dg.AssetExecutionContext, config: ModelConfig, image_store: I
     images = image_store.image_dir()
     pointer = dvc_file(images)
     image_set_hash = read_dir_hash(pointer) if pointer.exists() else None
-    version_dir, card, metrics = train_candidate(images, params, registry.models_dir(), context.run.run_id, image_set_hash)
+    version_dir, card, metrics = train_candidate(images, params, artifact.models_dir(), context.run.run_id, image_set_hash)
     context.log.info(f"model {card['version']}: cross-validated F1 {metrics['f1']:.3f} ± {metrics['f1_std']:.3f} "
                      f"over {metrics['cv_folds']} folds x {metrics['cv_repeats']}, {card['n_train']} images, {card['train_seconds']} s")
     return dg.MaterializeResult(
@@ -77,9 +76,9 @@ MODEL_QUALITY = dg.AssetCheckKey(dg.AssetKey("model"), "model_quality")
 def model_quality(context: dg.AssetCheckExecutionContext, image_store: ImageSetStore) -> dg.AssetCheckResult:
     candidate, _ = latest_model(context)
     candidate_dir = Path(candidate["path"])
-    card = model_card(candidate_dir)
+    card = artifact.model_card(candidate_dir)
     cv = card["metrics"]
-    production = registry.production()
+    production = artifact.production()
     comparison = None
     if production is not None and production["version"] != card["version"]:
         comparison = compare_with_production(candidate_dir, Path(production["path"]), image_store.image_dir(),
@@ -139,8 +138,8 @@ def production_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     candidate, storage_id = latest_model(context)
     blocker = promotion_blocker(context.instance, storage_id, candidate["version"])
     if blocker:
-        current = registry.production()
+        current = artifact.production()
         raise dg.Failure(description=f"{blocker}; production stays {current['version'] if current else 'empty'}")
     metrics = {name: candidate[name] for name in ("accuracy", "precision", "recall", "f1", "f1_std", "roc_auc") if name in candidate}
-    pointer = registry.promote(Path(candidate["path"]), candidate["version"], metrics)
+    pointer = artifact.promote(Path(candidate["path"]), candidate["version"], metrics)
     return dg.MaterializeResult(data_version=dg.DataVersion(pointer["version"]), metadata={"version": pointer["version"], **metrics})
