@@ -16,7 +16,7 @@ from fic_assets.defs.model.assets import model, model_quality, production_model
 from fic_assets.defs.model.jobs import retrain_job
 from fic_assets.demo.shop.catalogue import build_catalogue, image_url
 from fic_assets.defs.dataset.dvc import DvcError
-from fic_assets.defs.labelling import labels as label_sync
+from fic_assets.defs.labelling import labels
 from fic_assets.defs.model.gate import Comparison, quality_verdict
 from fic_assets.platform.warehouse import DuckDBResource
 from fic_assets.defs.dataset.dvc import ImageSetStore
@@ -45,7 +45,7 @@ def seed_labels(duckdb: DuckDBResource, labelled: list[tuple[str, str]]) -> None
           "annotation_id": n, "lead_time": 1.0, "annotations": 1, "agreement": 1.0} for n, (url, label) in enumerate(labelled, 1)]
     )
     with duckdb.connect() as con:
-        label_sync.write_labels(con, frame)
+        labels.write_labels(con, frame)
 
 
 def store(tmp_path, s3, endpoint: str | None = None, secret: str | None = None) -> ImageSetStore:

@@ -5,8 +5,8 @@ import dagster as dg
 from fic_assets.defs.model import artifact
 from fic_assets.platform import warehouse
 from fic_assets.defs.shared import DUCKDB_POOL
-from fic_assets.defs.labelling import labels as label_sync
-from fic_assets.defs.labelling import tasks as task_choice
+from fic_assets.defs.labelling import labels
+from fic_assets.defs.labelling import tasks
 from fic_assets.defs.labelling.client import LabelStudioResource, instructions, labeling_config
 from fic_assets.defs.labelling.projects import ProjectRecord, SeenProject, register_project
 from fic_assets.defs.model.scoring import score_sources
@@ -73,24 +73,24 @@ def label_tasks(context: dg.AssetExecutionContext, config: LabelTasksConfig, lab
         seen = ls.project()
         project_id = seen.id
         production = artifact.production()
-        pool = config.tasks_per_round * (task_choice.MODEL_POOL_FACTOR if production else 1)
+        pool = config.tasks_per_round * (tasks.MODEL_POOL_FACTOR if production else 1)
         ls_tasks = ls.project_tasks(project_id)
         with duckdb.connect() as con:
             record = register_project(con, seen, ls.server_projects)
-            reconciled = task_choice.reconcile_tasks(con, record.key, project_id, ls_tasks)
-            candidates = task_choice.candidate_images(con, pool)
+            reconciled = tasks.reconcile_tasks(con, record.key, project_id, ls_tasks)
+            candidates = tasks.candidate_images(con, pool)
         if production:
             # The production model pre-annotates, and the round keeps what it is least sure about.
             scored = score_sources(candidates["image_url"].tolist(), production["path"])
-            candidates = task_choice.add_model_pre_annotations(candidates, scored.scores, production["version"], config.tasks_per_round)
+            candidates = tasks.add_model_pre_annotations(candidates, scored.scores, production["version"], config.tasks_per_round)
             context.log.info(f"model {production['version']} scored {len(scored.scores)} of {pool} candidates; {len(scored.errors)} unreadable")
         else:
-            candidates = task_choice.add_pre_annotations(candidates)
+            candidates = tasks.add_pre_annotations(candidates)
         rows = candidates.to_dict("records")
         for batch in batches(rows, config.batch_size):
-            task_ids = ls.import_tasks(project_id, [task_choice.build_task(row) for row in batch])
+            task_ids = ls.import_tasks(project_id, [tasks.build_task(row) for row in batch])
             with duckdb.connect() as con:
-                task_choice.record_tasks(con, record.key, project_id, batch, task_ids)
+                tasks.record_tasks(con, record.key, project_id, batch, task_ids)
         open_tasks = ls.open_tasks(project_id)
     log_project_change(context, record, seen)
     if reconciled.adopted:
@@ -109,7 +109,7 @@ def label_tasks(context: dg.AssetExecutionContext, config: LabelTasksConfig, lab
             **project_metadata(record),
             "brands_in_round": int(candidates["brand_slug"].nunique()) if len(candidates) else 0,
             "open_tasks": open_tasks,
-            "pre_annotation": production["version"] if production else task_choice.PACKSHOT_FLAG_VERSION,
+            "pre_annotation": production["version"] if production else tasks.PACKSHOT_FLAG_VERSION,
         }
     )
 
@@ -125,12 +125,12 @@ def human_labels(context: dg.AssetExecutionContext, label_studio: LabelStudioRes
     with label_studio.session() as ls:
         seen = ls.project()
         on_server = ls.server_projects()
-        rows = label_sync.annotation_rows(ls.annotated_tasks(seen.id), seen.id, ls.annotator_names())
-    annotations = label_sync.annotations_frame(rows)
+        rows = labels.annotation_rows(ls.annotated_tasks(seen.id), seen.id, ls.annotator_names())
+    annotations = labels.annotations_frame(rows)
     with duckdb.connect() as con, warehouse.transaction(con):
         # All or nothing: the project record, its annotations and the labels resolved from them.
         record = register_project(con, seen, lambda: on_server)
-        changes, resolved = label_sync.sync_project(con, record.key, annotations)
+        changes, resolved = labels.sync_project(con, record.key, annotations)
         other_projects = con.execute("SELECT count(*) FROM labels WHERE project_key IS DISTINCT FROM ?", [record.key]).fetchall()[0][0]
     log_project_change(context, record, seen)
     if changes["removed"]:
