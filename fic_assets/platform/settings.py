@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # fic_assets/platform/settings.py -> the repository
 
 DEMO_SHOP_HOST = "127.0.0.1"
 DEMO_SHOP_PORT = 8765

@@ -14,7 +14,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 import dagster as dg
 import httpx
@@ -23,8 +22,9 @@ from label_studio_sdk.core.api_error import ApiError
 
 from fic_assets.defs.labelling.errors import LabelStudioAuthError, LabelStudioError, LabelStudioUnavailable
 from fic_assets.defs.labelling.projects import SeenProject
+from fic_assets.platform.settings import REPO_ROOT
 
-LABEL_STUDIO_DIR = Path(__file__).resolve().parents[2] / "label_studio"
+LABEL_STUDIO_DIR = REPO_ROOT / "label_studio"
 CHOICES = ("worn", "not_worn", "unusable")
 TRAINABLE = ("worn", "not_worn")
 # Names in labeling_config.xml the pre-annotations and the simulated annotator must use.
