@@ -240,8 +240,10 @@ def test_an_empty_pull_of_another_project_removes_no_label(tmp_path):
         first, _ = labels.sync_project(con, 1, labels.annotations_frame(rows))
         second, _ = labels.sync_project(con, 2, labels.annotations_frame([]))
         stored = con.execute("SELECT count(*), min(project_key), max(project_key) FROM labels").fetchone()
+        others = (labels.labels_of_other_projects(con, 1), labels.labels_of_other_projects(con, 2))
     assert (first["new"], second["removed"], second["labels"]) == (3, 0, 3)
     assert stored == (3, 1, 1)
+    assert others == (0, 3)  # what a pull of project 2 keeps without seeing it
 
 
 def test_a_wiped_label_studio_at_the_same_url_reusing_the_id_is_a_new_project(tmp_path):
