@@ -17,7 +17,11 @@ from fic_assets.defs.model.jobs import retrain_job
 from fic_assets.demo.shop.catalogue import build_catalogue, image_url
 from fic_assets.defs.dataset.dvc import DvcError
 from fic_assets.defs.labelling import labels
-from fic_assets.defs.model.gate import Comparison, quality_verdict
+from fic_assets.defs.model.evaluate import cv_rows
+from fic_assets.defs.model.gate import Comparison, judge_candidate, quality_verdict
+from fic_assets.defs.model.params import merged
+from fic_assets.defs.model.train import EVAL_DIR, train_candidate
+from fic_assets.demo.sample import write_demo_image_set
 from fic_assets.platform.warehouse import DuckDBResource
 from fic_assets.defs.dataset.dvc import ImageSetStore
 from fic_assets_tests.conftest import free_port
@@ -162,3 +166,47 @@ def test_quality_verdict_rule():
 def test_missing_production_model_says_how_to_train(tmp_path):
     with pytest.raises(artifact.NoProductionModel, match="retrain_job"):
         artifact.require_production(tmp_path)
+
+
+def test_publish_moves_the_whole_dir_and_promote_points_at_it(tmp_path):
+    root = tmp_path / "models"
+    for content in ("first", "second"):  # the same version trained again replaces the dir, whole
+        scratch = tmp_path / "scratch" / content
+        scratch.mkdir(parents=True)
+        (scratch / artifact.CARD_FILE).write_text(content)
+        (scratch / content).write_text(content)
+        published = artifact.publish(scratch, "v1", root)
+        assert published == root / "v1" and not scratch.exists()
+    assert sorted(path.name for path in published.iterdir()) == [artifact.CARD_FILE, "second"]
+
+    assert artifact.production(root) is None
+    pointer = artifact.promote(published, "v1", {"f1": 0.9}, root=root)
+    assert artifact.require_production(root) == pointer == json.loads((root / artifact.POINTER).read_text())
+    assert (pointer["version"], pointer["path"], pointer["metrics"]) == ("v1", str(published.resolve()), {"f1": 0.9})
+    assert sorted(path.name for path in root.iterdir()) == [artifact.POINTER, "v1"]  # no temp file left behind
+
+
+def test_train_candidate_publishes_a_self_contained_model_and_the_gate_judges_it_without_dagster(tmp_path, trained_model):
+    images = tmp_path / "images"
+    write_demo_image_set(images, 40, seed=5, width=240)
+    root = tmp_path / "models"
+    version_dir, card, metrics = train_candidate(images, merged(FAST_PARAMS), root, "run-1", "0123.dir")
+    assert version_dir == root / card["version"] and artifact.model_card(version_dir) == card
+    assert (card["image_set_hash"], card["n_train"], metrics["cv_folds"]) == ("0123.dir", 40, 4)
+    assert (version_dir / "folds.json").is_file() and (version_dir / EVAL_DIR / "confusion_matrix.png").is_file()
+    assert list((root / "runs").iterdir()) == []  # the scratch dir of the run is gone
+
+    alone = judge_candidate(version_dir, None, images, 10, min_f1=0.0, max_drop=0.01)
+    assert alone.passed and alone.comparison is None and "no production model yet" in alone.message
+    assert alone.card == card
+    itself = artifact.promote(version_dir, card["version"], metrics, root=root)
+    assert judge_candidate(version_dir, itself, images, 10, min_f1=0.0, max_drop=0.01).comparison is None
+    strict = judge_candidate(version_dir, None, images, 10, min_f1=1.01, max_drop=0.01)
+    assert not strict.passed and "below the threshold" in strict.message
+
+    # Another model in production: compared on the candidate's images that model was not trained on.
+    trained = {image["digest"] for image in artifact.training_images(trained_model)}
+    unseen = sorted(row["path"] for row in cv_rows(version_dir) if row["digest"] not in trained)
+    other = judge_candidate(version_dir, {"version": "other", "path": str(trained_model)}, images, 1, min_f1=0.0, max_drop=1.0)
+    assert other.passed and other.comparison.images == unseen and 0.0 <= other.comparison.production_f1 <= 1.0
+    assert f"on {len(unseen)} images neither was trained on" in other.message

@@ -8,8 +8,8 @@ and the production pointer every reader of "the model" goes through.
     models/<version>/model.onnx             the scoring graph, exported once per weights (uint8 pixels -> P(class))
     models/production.json                  {"version", "path", "metrics", "promoted_at"}: the model in use
 
-A model dir is never overwritten once published. The pointer is a small JSON file replaced atomically, so a
-reader never sees half a promotion.
+Training writes a model dir elsewhere and `publish` moves the whole dir into place. The pointer is a small JSON
+file replaced atomically, so a reader never sees half a promotion.
 
 Training and inference both import this module and nothing of each other. The exported graphs take what the
 decoder produces (uint8 N x H x W x 3 at the input size) and normalise inside, so no float copy of a batch is
@@ -22,6 +22,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import warnings
@@ -78,6 +79,15 @@ def require_production(root: Path | None = None) -> dict:
     if pointer is None:
         raise NoProductionModel(root or models_dir())
     return pointer
+
+
+def publish(model_dir: str | Path, version: str, root: Path | None = None) -> Path:
+    """Move a whole trained model dir to models/<version>/ (a dir of the same version is replaced); its new path."""
+    target = (root or models_dir()) / version
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.move(str(model_dir), target)
+    return target
 
 
 def promote(model_dir: Path, version: str, metrics: dict, root: Path | None = None) -> dict:
