@@ -459,7 +459,7 @@ def test_s3_going_down_during_dvc_push_fails_the_run_clearly_and_the_next_run_pu
     The image_set run fails with an error naming the endpoint; the next run completes and every object of the
     image set is in the bucket. botocore's own retries are turned down (AWS_MAX_ATTEMPTS=1) so the outage is
     reported in seconds, not after a minute of backoff that ends in the same error."""
-    from fic_assets.defs.model.assets import image_set
+    from fic_assets.defs.dataset.assets import image_set
     from fic_assets.defs.dataset.dvc import ImageSetStore
     from fic_assets_tests.test_model_assets import labelled_demo_images, seed_labels
 
