@@ -22,7 +22,7 @@ from _record import record  # noqa: E402
 
 from fic_assets.platform import settings
 from fic_assets.platform import warehouse
-from fic_assets.defs.labelling import labels as label_sync  # noqa: E402
+from fic_assets.defs.labelling import labels  # noqa: E402
 from fic_assets.defs.labelling import server  # noqa: E402
 from fic_assets.platform.net import free_port  # noqa: E402
 from fic_assets.defs.labelling.client import LabelStudioResource, choice_result, instructions, labeling_config  # noqa: E402
@@ -65,11 +65,11 @@ def main() -> None:
                 for first in range(0, args.tasks, args.batch):
                     ls.import_tasks(labelled_id, [task(n, "worn" if n % 3 else "not_worn") for n in range(first, min(first + args.batch, args.tasks))])
                 started = time.perf_counter()
-                rows = label_sync.annotation_rows(ls.annotated_tasks(labelled_id), labelled_id, ls.annotator_names())
+                rows = labels.annotation_rows(ls.annotated_tasks(labelled_id), labelled_id, ls.annotator_names())
                 fetch_s = time.perf_counter() - started
-                annotations = label_sync.annotations_frame(rows)
+                annotations = labels.annotations_frame(rows)
                 with warehouse.connect(Path(tmp) / "bench.duckdb") as con, warehouse.transaction(con):
-                    label_sync.sync_project(con, 1, annotations)  # project_key 1: the bench's only project
+                    labels.sync_project(con, 1, annotations)  # project_key 1: the bench's only project
                 pull_s = time.perf_counter() - started
         finally:
             if args.url is None:

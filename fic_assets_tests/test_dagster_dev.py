@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fic_assets.defs.model import registry
+from fic_assets.defs.model import artifact
 from fic_assets.platform import warehouse
 from fic_assets_tests.conftest import dg_command, free_port, platform_env, stop_process_group
 
@@ -151,7 +151,7 @@ def test_sensor_first_crawl_then_ui_backfill_of_all_brands_is_one_clean_run(dags
 
     # A retrain promotes a model (here: the pointer plus the asset event a `production_model` run records).
     version = json.loads((trained_model / "card.json").read_text())["version"]
-    registry.promote(trained_model, version, {"f1": 1.0}, root=Path(env["FIC_MODELS_DIR"]))
+    artifact.promote(trained_model, version, {"f1": 1.0}, root=Path(env["FIC_MODELS_DIR"]))
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="production_model"))
     predicted = wait_for(lambda: finished_run(env, {"fic/trigger": "stale_predictions"}), 240, "prediction_sensor's predict run", interval=2)

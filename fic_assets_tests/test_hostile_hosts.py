@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fic_assets.defs.model import registry
+from fic_assets.defs.model import artifact
 from fic_assets.platform import warehouse
 from fic_assets.defs.dataset.cache import ImageCache
 from fic_assets.defs.dataset.download import CANCELLED, DownloadPolicy, fetch_many, fetch_one, make_session
@@ -240,7 +240,7 @@ def test_sigterm_ends_a_prediction_run_stuck_on_a_trickling_host_and_the_rerun_c
         with warehouse.connect(env["FIC_DUCKDB"]) as con:
             warehouse.upsert_brands(con, brand_rows(items))
             warehouse.upsert_items(con, items)
-        registry.promote(trained_model, "hostile-v1", {"f1": 1.0}, root=Path(env["FIC_MODELS_DIR"]))
+        artifact.promote(trained_model, "hostile-v1", {"f1": 1.0}, root=Path(env["FIC_MODELS_DIR"]))
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             instance.add_dynamic_partitions("brands", [BRAND])
         command = [str(BIN / "dagster"), "asset", "materialize", "-m", "fic_assets.definitions", "--select",

@@ -251,3 +251,42 @@ def test_dvc_push_with_wrong_keys_says_the_credentials_were_refused(image_projec
     project.run("remote", "modify", "--local", "images", "secret_access_key", "not-the-secret")
     with pytest.raises(DvcError, match=rf"S3 remote at {s3.endpoint_url} refused the credentials"):
         project.push(out)
+
+
+def test_publish_image_set_builds_from_duckdb_records_the_rejects_and_pushes_one_hash(tmp_path, labelled, defect_of,
+                                                                                      shared_cache, s3):
+    """The whole `image_set` step as a plain function: DuckDB labels -> files -> image_rejects -> DVC -> S3."""
+    from fic_assets.defs.dataset.build import NoTrainableLabels, publish_image_set
+    from fic_assets.defs.dataset.dvc import tracked_dir_hash
+    from fic_assets.platform.warehouse import DuckDBResource
+    from fic_assets_tests.test_model_assets import seed_labels
+
+    db = DuckDBResource(path=str(tmp_path / "fic.duckdb"))
+    project = DvcProject(tmp_path / "project")
+    out = project.root / "datasets" / "images"
+    opened = []
+
+    def open_project() -> DvcProject:
+        opened.append(project.root)
+        project.ensure_init()
+        project.configure_remote("images", f"s3://{s3.bucket}/{tmp_path.name}", s3.endpoint_url, s3.access_key_id,
+                                 s3.secret_access_key)
+        return project
+
+    with db.connect():
+        pass  # an empty platform: the schema, no label
+    with pytest.raises(NoTrainableLabels, match="materialize `human_labels`"):
+        publish_image_set(db.connect, out, shared_cache, open_project)
+    assert not opened and not out.exists() and tracked_dir_hash(out) is None  # nothing built, DVC not touched
+
+    seed_labels(db, labelled)
+    published = publish_image_set(db.connect, out, shared_cache, open_project)
+    assert published.digest == tracked_dir_hash(out) and published.digest.endswith(".dir")
+    assert "in sync" in project.status(out, cloud=True)
+    with db.connect(read_only=True) as con:
+        stored = dict(con.execute("SELECT image_url, reason FROM image_rejects").fetchall())
+    assert stored == {reject.image_url: reject.reason for reject in published.result.rejects}
+    assert set(stored) == {url for url, defect in defect_of.items() if defect in EXPECTED_REASONS}
+
+    again = publish_image_set(db.connect, out, shared_cache, open_project)
+    assert again.digest == published.digest and again.result.written == 0

@@ -13,7 +13,7 @@ from fic_assets.platform import warehouse
 from fic_assets.defs.labelling.assets import human_labels, label_studio_project, label_tasks
 from fic_assets.defs.labelling.sensors import annotation_sensor
 from fic_assets.defs.model.sensors import relabel_sensor
-from fic_assets.defs.labelling import labels as label_sync
+from fic_assets.defs.labelling import labels
 from fic_assets.defs.labelling.client import (
     LabelStudioAuthError,
     LabelStudioResource,
@@ -161,8 +161,8 @@ def test_annotations_land_in_labels_after_a_sensor_tick_and_edits_and_deletes_fo
 
     metadata = materialize(human_labels, resources, instance)
     assert (metadata["labels"], metadata["new"], metadata["trainable"]) == (3, 3, 2)  # unusable is stored, not trainable
-    labels = dict(table(resources, "SELECT image_url, label FROM labels"))
-    assert labels == {urls[0]: "worn", urls[1]: "not_worn", urls[2]: "unusable"}
+    stored = dict(table(resources, "SELECT image_url, label FROM labels"))
+    assert stored == {urls[0]: "worn", urls[1]: "not_worn", urls[2]: "unusable"}
     row = table(resources, "SELECT item_id, annotator, task_id, annotation_id, lead_time FROM labels WHERE image_url = ?", [urls[0]])[0]
     assert row[0] and "@" in row[1] and row[2] == tasks[urls[0]] and row[3] == worn.id and row[4] == 2.5
 
@@ -217,9 +217,9 @@ def test_two_annotators_disagreeing_resolve_by_majority_then_recency(platform, l
         for user, label in zip([me, others[0]], ["not_worn", "worn"]):  # a 1:1 tie: the later one wins
             ls.ls.annotations.create(id=tasks[1].id, result=choice_result(label), completed_by=user)
     metadata = materialize(human_labels, resources, instance)
-    labels = {url: (label, n, round(agreement, 2)) for url, label, n, agreement in table(resources, "SELECT image_url, label, annotations, agreement FROM labels")}
-    assert labels[tasks[0].data["image"]] == ("not_worn", 3, 0.67)
-    assert labels[tasks[1].data["image"]] == ("worn", 2, 0.5)
+    stored = {url: (label, n, round(agreement, 2)) for url, label, n, agreement in table(resources, "SELECT image_url, label, annotations, agreement FROM labels")}
+    assert stored[tasks[0].data["image"]] == ("not_worn", 3, 0.67)
+    assert stored[tasks[1].data["image"]] == ("worn", 2, 0.5)
     assert metadata["disputed"] == 2
 
 
@@ -234,14 +234,14 @@ def test_resolution_rule_on_frames():
         # image c: only an unusable-choice annotation -> no label
         (7, "c", "ann", None, t0),
     ]
-    frame = label_sync.annotations_frame(
+    frame = labels.annotations_frame(
         [
             {"annotation_id": i, "project_id": 1, "task_id": ord(url), "image_url": url, "item_id": url, "annotator": who, "label": label,
              "problem": None if label else "no choice", "created_at": at.isoformat(), "updated_at": at.isoformat(), "lead_time": 1.0}
             for i, url, who, label, at in rows
         ]
     )
-    resolved = label_sync.resolve_labels(frame).set_index("image_url")
+    resolved = labels.resolve_labels(frame).set_index("image_url")
     assert resolved.loc["a", "label"] == "not_worn" and resolved.loc["a", "annotations"] == 3 and resolved.loc["a", "annotation_id"] == 2
     assert resolved.loc["b", "label"] == "worn" and resolved.loc["b", "agreement"] == 0.5
     assert "c" not in resolved.index

@@ -20,7 +20,7 @@ import pytest
 
 from fic_assets.platform import warehouse
 from fic_assets.defs.labelling.assets import human_labels, label_studio_project, label_tasks
-from fic_assets.defs.labelling import labels as label_sync
+from fic_assets.defs.labelling import labels
 from fic_assets.defs.labelling import server
 from fic_assets.defs.labelling.client import LabelStudioResource, choice_result, instructions, labeling_config
 from fic_assets.platform.warehouse import DuckDBResource
@@ -72,7 +72,7 @@ def query(resources, sql: str, params=()) -> list[tuple]:
 def assert_labels_agree_with_annotations(resources) -> None:
     """`labels` is exactly the resolution of every stored annotation: same images, labels, annotations, projects."""
     with resources["duckdb"].connect(read_only=True) as con:
-        expected = label_sync.resolve_labels(label_sync.stored_annotations(con))
+        expected = labels.resolve_labels(labels.stored_annotations(con))
         stored = con.execute("SELECT image_url, label, annotation_id, project_key FROM labels ORDER BY image_url").fetchall()
     resolved = sorted(
         (url, label, int(annotation), int(key))
@@ -237,11 +237,13 @@ def test_an_empty_pull_of_another_project_removes_no_label(tmp_path):
         for n in range(1, 4)
     ]
     with warehouse.connect(tmp_path / "fic.duckdb") as con, warehouse.transaction(con):
-        first, _ = label_sync.sync_project(con, 1, label_sync.annotations_frame(rows))
-        second, _ = label_sync.sync_project(con, 2, label_sync.annotations_frame([]))
-        labels = con.execute("SELECT count(*), min(project_key), max(project_key) FROM labels").fetchone()
+        first, _ = labels.sync_project(con, 1, labels.annotations_frame(rows))
+        second, _ = labels.sync_project(con, 2, labels.annotations_frame([]))
+        stored = con.execute("SELECT count(*), min(project_key), max(project_key) FROM labels").fetchone()
+        others = (labels.labels_of_other_projects(con, 1), labels.labels_of_other_projects(con, 2))
     assert (first["new"], second["removed"], second["labels"]) == (3, 0, 3)
-    assert labels == (3, 1, 1)
+    assert stored == (3, 1, 1)
+    assert others == (0, 3)  # what a pull of project 2 keeps without seeing it
 
 
 def test_a_wiped_label_studio_at_the_same_url_reusing_the_id_is_a_new_project(tmp_path):
@@ -336,7 +338,7 @@ def test_a_duckdb_file_from_before_project_keys_is_migrated_and_keeps_its_projec
         task_ids = ls.import_tasks(project_id, [{"data": {"image": url}} for url in images])
         for task_id in task_ids[:2]:
             ls.ls.annotations.create(id=task_id, result=choice_result("worn"))
-        rows = label_sync.annotation_rows(ls.annotated_tasks(project_id), project_id, ls.annotator_names())
+        rows = labels.annotation_rows(ls.annotated_tasks(project_id), project_id, ls.annotator_names())
     with duckdb.connect(str(path)) as con:
         for table in ("label_tasks", "annotations", "labels", "label_projects"):
             con.execute(f"DROP TABLE {table}")

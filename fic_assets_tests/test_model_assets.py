@@ -10,14 +10,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from fic_assets.defs.model import registry
+from fic_assets.defs.model import artifact
 from fic_assets.defs.dataset.assets import image_set
 from fic_assets.defs.model.assets import model, model_quality, production_model
 from fic_assets.defs.model.jobs import retrain_job
 from fic_assets.demo.shop.catalogue import build_catalogue, image_url
 from fic_assets.defs.dataset.dvc import DvcError
-from fic_assets.defs.labelling import labels as label_sync
-from fic_assets.defs.model.gate import Comparison, quality_verdict
+from fic_assets.defs.labelling import labels
+from fic_assets.defs.model.evaluate import cv_rows
+from fic_assets.defs.model.gate import Comparison, judge_candidate, quality_verdict
+from fic_assets.defs.model.params import merged
+from fic_assets.defs.model.train import EVAL_DIR, train_candidate
+from fic_assets.demo.sample import write_demo_image_set
 from fic_assets.platform.warehouse import DuckDBResource
 from fic_assets.defs.dataset.dvc import ImageSetStore
 from fic_assets_tests.conftest import free_port
@@ -45,7 +49,7 @@ def seed_labels(duckdb: DuckDBResource, labelled: list[tuple[str, str]]) -> None
           "annotation_id": n, "lead_time": 1.0, "annotations": 1, "agreement": 1.0} for n, (url, label) in enumerate(labelled, 1)]
     )
     with duckdb.connect() as con:
-        label_sync.write_labels(con, frame)
+        labels.write_labels(con, frame)
 
 
 def store(tmp_path, s3, endpoint: str | None = None, secret: str | None = None) -> ImageSetStore:
@@ -100,7 +104,7 @@ def test_retrain_versions_the_image_set_gates_and_promotes(platform, demo_shop_u
     assert 0.0 <= checked["candidate_f1_std"] <= 0.5
     assert "production_f1" not in checked and "production_version" not in checked
 
-    pointer = registry.production()
+    pointer = artifact.production()
     (model_event,) = first.asset_materializations_for_node("model")
     assert pointer["version"] == model_event.metadata["version"].value
     card = json.loads((tmp_path / "models" / pointer["version"] / "card.json").read_text())
@@ -113,12 +117,12 @@ def test_retrain_versions_the_image_set_gates_and_promotes(platform, demo_shop_u
     assert not second.success
     assert [c.passed for c in second.get_asset_check_evaluations()] == [False]
     assert not second.asset_materializations_for_node("production_model")
-    assert registry.production()["version"] == pointer["version"]
+    assert artifact.production()["version"] == pointer["version"]
     # Same labels, same set: the image set's data version did not move.
     assert second.asset_materializations_for_node("image_set")[0].metadata["dvc_hash"].value == digest
     # Nor can the failed candidate be promoted by selecting production_model on its own (the UI, the CLI).
     alone = dg.materialize([production_model], instance=instance, raise_on_error=False)
-    assert not alone.success and registry.production()["version"] == pointer["version"]
+    assert not alone.success and artifact.production()["version"] == pointer["version"]
     failure = next(event for event in alone.all_events if event.event_type_value == "STEP_FAILURE")
     assert "failed model_quality" in str(failure.event_specific_data.error)
 
@@ -131,7 +135,7 @@ def test_retrain_versions_the_image_set_gates_and_promotes(platform, demo_shop_u
     compared = check_metadata(third)
     assert compared["cv_images"] == 72 and compared["compared_images"] == 24
     assert compared["production_version"] == pointer["version"] and 0.0 <= compared["production_f1"] <= 1.0
-    assert registry.production()["version"] != pointer["version"]
+    assert artifact.production()["version"] != pointer["version"]
 
 
 def test_s3_down_fails_clearly_keeps_the_local_set_and_the_next_run_pushes(platform, s3):
@@ -160,5 +164,49 @@ def test_quality_verdict_rule():
 
 
 def test_missing_production_model_says_how_to_train(tmp_path):
-    with pytest.raises(registry.NoProductionModel, match="retrain_job"):
-        registry.require_production(tmp_path)
+    with pytest.raises(artifact.NoProductionModel, match="retrain_job"):
+        artifact.require_production(tmp_path)
+
+
+def test_publish_moves_the_whole_dir_and_promote_points_at_it(tmp_path):
+    root = tmp_path / "models"
+    for content in ("first", "second"):  # the same version trained again replaces the dir, whole
+        scratch = tmp_path / "scratch" / content
+        scratch.mkdir(parents=True)
+        (scratch / artifact.CARD_FILE).write_text(content)
+        (scratch / content).write_text(content)
+        published = artifact.publish(scratch, "v1", root)
+        assert published == root / "v1" and not scratch.exists()
+    assert sorted(path.name for path in published.iterdir()) == [artifact.CARD_FILE, "second"]
+
+    assert artifact.production(root) is None
+    pointer = artifact.promote(published, "v1", {"f1": 0.9}, root=root)
+    assert artifact.require_production(root) == pointer == json.loads((root / artifact.POINTER).read_text())
+    assert (pointer["version"], pointer["path"], pointer["metrics"]) == ("v1", str(published.resolve()), {"f1": 0.9})
+    assert sorted(path.name for path in root.iterdir()) == [artifact.POINTER, "v1"]  # no temp file left behind
+
+
+def test_train_candidate_publishes_a_self_contained_model_and_the_gate_judges_it_without_dagster(tmp_path, trained_model):
+    images = tmp_path / "images"
+    write_demo_image_set(images, 40, seed=5, width=240)
+    root = tmp_path / "models"
+    version_dir, card, metrics = train_candidate(images, merged(FAST_PARAMS), root, "run-1", "0123.dir")
+    assert version_dir == root / card["version"] and artifact.model_card(version_dir) == card
+    assert (card["image_set_hash"], card["n_train"], metrics["cv_folds"]) == ("0123.dir", 40, 4)
+    assert (version_dir / "folds.json").is_file() and (version_dir / EVAL_DIR / "confusion_matrix.png").is_file()
+    assert list((root / "runs").iterdir()) == []  # the scratch dir of the run is gone
+
+    alone = judge_candidate(version_dir, None, images, 10, min_f1=0.0, max_drop=0.01)
+    assert alone.passed and alone.comparison is None and "no production model yet" in alone.message
+    assert alone.card == card
+    itself = artifact.promote(version_dir, card["version"], metrics, root=root)
+    assert judge_candidate(version_dir, itself, images, 10, min_f1=0.0, max_drop=0.01).comparison is None
+    strict = judge_candidate(version_dir, None, images, 10, min_f1=1.01, max_drop=0.01)
+    assert not strict.passed and "below the threshold" in strict.message
+
+    # Another model in production: compared on the candidate's images that model was not trained on.
+    trained = {image["digest"] for image in artifact.training_images(trained_model)}
+    unseen = sorted(row["path"] for row in cv_rows(version_dir) if row["digest"] not in trained)
+    other = judge_candidate(version_dir, {"version": "other", "path": str(trained_model)}, images, 1, min_f1=0.0, max_drop=1.0)
+    assert other.passed and other.comparison.images == unseen and 0.0 <= other.comparison.production_f1 <= 1.0
+    assert f"on {len(unseen)} images neither was trained on" in other.message

@@ -19,7 +19,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from fic_assets.defs.model import registry
+from fic_assets.defs.model import artifact
 from fic_assets.platform import warehouse
 from fic_assets.demo.shop.catalogue import build_catalogue, image_url, product_url
 from fic_assets.demo.shop.images import image_bytes
@@ -262,7 +262,7 @@ def test_missing_production_model_fails_and_says_how_to_train(platform):
 def test_all_brands_in_one_run_then_the_report(platform, trained_model):
     """An "all brands" range in one run (the single-run backfill policy), then the static report with its plots."""
     defs, instance, path, images = platform
-    registry.promote(trained_model, "v1", {"f1": 1.0})
+    artifact.promote(trained_model, "v1", {"f1": 1.0})
     result = defs.resolve_job_def("predict_job").execute_in_process(instance=instance, tags=range_tags(BRANDS[0], BRANDS[-1]))
     assert result.success
     materializations = result.asset_materializations_for_node("brand_predictions")
@@ -344,7 +344,7 @@ def test_cli_materializes_a_partition_range_in_one_run(tmp_path, demo_shop_url, 
     items, images = catalogue_items(demo_shop_url, BRANDS[:3], per_brand=4)
     with warehouse.connect(env["FIC_DUCKDB"]) as con:
         warehouse.upsert_items(con, items)
-    registry.promote(trained_model, "cli-v1", {"f1": 1.0}, root=Path(env["FIC_MODELS_DIR"]))
+    artifact.promote(trained_model, "cli-v1", {"f1": 1.0}, root=Path(env["FIC_MODELS_DIR"]))
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         instance.add_dynamic_partitions("brands", list(BRANDS[:3]))
     completed = subprocess.run(

@@ -459,7 +459,7 @@ def test_s3_going_down_during_dvc_push_fails_the_run_clearly_and_the_next_run_pu
     The image_set run fails with an error naming the endpoint; the next run completes and every object of the
     image set is in the bucket. botocore's own retries are turned down (AWS_MAX_ATTEMPTS=1) so the outage is
     reported in seconds, not after a minute of backoff that ends in the same error."""
-    from fic_assets.defs.model.assets import image_set
+    from fic_assets.defs.dataset.assets import image_set
     from fic_assets.defs.dataset.dvc import ImageSetStore
     from fic_assets_tests.test_model_assets import labelled_demo_images, seed_labels
 
@@ -628,7 +628,7 @@ class Predictions:
     """The predictions domain on a DuckDB holding the first products of two brands, whose images come through proxy."""
 
     def __init__(self, proxy: ShopProxy, trained_model: Path, tmp_path: Path, monkeypatch, per_brand: int = 12):
-        from fic_assets.defs.model import registry
+        from fic_assets.defs.model import artifact
         from fic_assets.definitions import domain_defs
         from fic_assets_tests.test_predictions import brand_rows, catalogue_items
 
@@ -640,7 +640,7 @@ class Predictions:
         with warehouse.connect(self.db) as con:
             warehouse.upsert_brands(con, brand_rows(self.items))
             warehouse.upsert_items(con, self.items)
-        registry.promote(trained_model, "reliability-v1", {"f1": 1.0})
+        artifact.promote(trained_model, "reliability-v1", {"f1": 1.0})
         self.defs = dg.Definitions.merge(domain_defs("predictions", "reports"), dg.Definitions(resources={"duckdb": DuckDBResource(path=str(self.db))}))
 
     def run(self, instance) -> dg.ExecuteInProcessResult:
@@ -807,7 +807,7 @@ def test_corrupt_image_cache_entries_are_fetched_again_and_predict_as_before(dem
     A newly promoted model (same weights, new version) re-predicts every image from the cache: the damaged
     entries are detected and fetched again from the shop (seen at a counting proxy), nothing else is, and every
     image gets the same prediction as before, none a spurious "truncated" or "not an image"."""
-    from fic_assets.defs.model import registry
+    from fic_assets.defs.model import artifact
     from fic_assets.defs.dataset.cache import ImageCache
     from fic_assets_tests.test_predictions import new_version_of
 
@@ -826,7 +826,7 @@ def test_corrupt_image_cache_entries_are_fetched_again_and_predict_as_before(dem
         cache.data_path(halved).write_bytes(original[halved][: len(original[halved]) // 2])
         cache.sidecar_path(bad_sidecar).write_text("{not json", encoding="utf-8")
 
-        registry.promote(new_version_of(trained_model, tmp_path / "v2", "reliability-v2"), "reliability-v2", {"f1": 1.0})
+        artifact.promote(new_version_of(trained_model, tmp_path / "v2", "reliability-v2"), "reliability-v2", {"f1": 1.0})
         result = platform.run(predictions_instance)
         assert result.success
         assert result.asset_materializations_for_node("brand_predictions")[0].metadata["predicted"].value == len(platform.images)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ import requests
 from PIL import Image
 
 from fic_assets.defs.dataset.cache import ImageCache, atomic_write
+from fic_assets.defs.dataset.dvc import DvcProject
 from fic_assets.defs.dataset.download import fetch_many
 from fic_assets.platform.imaging import BadImageError, decode_rgb
 from fic_assets.platform.warehouse import transaction, upsert, utcnow
@@ -156,3 +158,40 @@ def store_rejects(con: duckdb.DuckDBPyConnection, result: ImageSetResult, reject
 def trainable_labels(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     """(image_url, label) of every human label a model can learn from (unusable ones excluded)."""
     return con.execute("SELECT image_url, label FROM labels WHERE label IN ('worn', 'not_worn') ORDER BY image_url").fetchall()
+
+
+class NoTrainableLabels(RuntimeError):
+    """DuckDB holds no worn / not_worn human label: there is nothing to build an image set from."""
+
+
+@dataclass(frozen=True)
+class PublishedImageSet:
+    digest: str  # the DVC directory hash (`<md5>.dir`) of the set, pushed to the remote
+    result: ImageSetResult
+
+
+def publish_image_set(
+    connect: Callable[..., AbstractContextManager[duckdb.DuckDBPyConnection]],
+    out_dir: str | Path,
+    cache: ImageCache,
+    open_project: Callable[[], DvcProject],
+) -> PublishedImageSet:
+    """The whole `image_set` step: the trainable labels as an image set in out_dir, its rejects recorded,
+    versioned with DVC and pushed.
+
+    connect(read_only=...) opens DuckDB (a context manager), briefly: to read the labels, then to record the
+    rejects. open_project() gives the DVC project (with its remote), asked for only once the set is built.
+    The push comes last: if the remote is down the call fails loudly, the local set and its DVC hash stay,
+    and the next call pushes the same hash.
+    """
+    with connect(read_only=True) as con:
+        labelled = trainable_labels(con)
+    if not labelled:
+        raise NoTrainableLabels("no worn / not_worn human labels yet: label some images in Label Studio first (materialize `human_labels`)")
+    result = build_image_set(labelled, out_dir, cache)
+    with connect() as con:
+        store_rejects(con, result)
+    project = open_project()
+    digest = project.add(out_dir)
+    project.push(out_dir)
+    return PublishedImageSet(digest, result)

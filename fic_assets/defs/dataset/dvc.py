@@ -68,6 +68,12 @@ def read_dir_hash(pointer: Path) -> str:
     return str(outs[0]["md5"])
 
 
+def tracked_dir_hash(path: str | Path) -> str | None:
+    """The `<md5>.dir` DVC last recorded for the directory, or None when DVC does not track it (no pointer file)."""
+    pointer = dvc_file(path)
+    return read_dir_hash(pointer) if pointer.exists() else None
+
+
 def explain_failure(action: str, output: str, endpoint_url: str | None) -> str:
     where = f"S3 remote at {endpoint_url}" if endpoint_url else "the DVC remote"
     last = output.strip().splitlines()[0] if output.strip() else "no output"

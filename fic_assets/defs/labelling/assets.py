@@ -2,14 +2,13 @@
 
 import dagster as dg
 
-from fic_assets.defs.model import registry
+from fic_assets.defs.model import artifact
 from fic_assets.platform import warehouse
 from fic_assets.defs.shared import DUCKDB_POOL
-from fic_assets.defs.labelling import labels as label_sync
-from fic_assets.defs.labelling import tasks as task_choice
+from fic_assets.defs.labelling import labels
 from fic_assets.defs.labelling.client import LabelStudioResource, instructions, labeling_config
 from fic_assets.defs.labelling.projects import ProjectRecord, SeenProject, register_project
-from fic_assets.defs.model.scoring import score_sources
+from fic_assets.defs.labelling.rounds import run_round
 from fic_assets.platform.warehouse import DuckDBResource
 
 
@@ -57,10 +56,6 @@ class LabelTasksConfig(dg.Config):
     batch_size: int = 100  # tasks per import request; DuckDB records each batch as soon as it exists
 
 
-def batches(rows: list[dict], size: int) -> list[list[dict]]:
-    return [rows[start : start + size] for start in range(0, len(rows), size)]
-
-
 @dg.asset(
     group_name="labelling",
     kinds={"labelstudio", "duckdb"},
@@ -70,46 +65,20 @@ def batches(rows: list[dict], size: int) -> list[list[dict]]:
 )
 def label_tasks(context: dg.AssetExecutionContext, config: LabelTasksConfig, label_studio: LabelStudioResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
     with label_studio.session() as ls:
-        seen = ls.project()
-        project_id = seen.id
-        production = registry.production()
-        pool = config.tasks_per_round * (task_choice.MODEL_POOL_FACTOR if production else 1)
-        ls_tasks = ls.project_tasks(project_id)
-        with duckdb.connect() as con:
-            record = register_project(con, seen, ls.server_projects)
-            reconciled = task_choice.reconcile_tasks(con, record.key, project_id, ls_tasks)
-            candidates = task_choice.candidate_images(con, pool)
-        if production:
-            # The production model pre-annotates, and the round keeps what it is least sure about.
-            scored = score_sources(candidates["image_url"].tolist(), production["path"])
-            candidates = task_choice.add_model_pre_annotations(candidates, scored.scores, production["version"], config.tasks_per_round)
-            context.log.info(f"model {production['version']} scored {len(scored.scores)} of {pool} candidates; {len(scored.errors)} unreadable")
-        else:
-            candidates = task_choice.add_pre_annotations(candidates)
-        rows = candidates.to_dict("records")
-        for batch in batches(rows, config.batch_size):
-            task_ids = ls.import_tasks(project_id, [task_choice.build_task(row) for row in batch])
-            with duckdb.connect() as con:
-                task_choice.record_tasks(con, record.key, project_id, batch, task_ids)
-        open_tasks = ls.open_tasks(project_id)
-    log_project_change(context, record, seen)
-    if reconciled.adopted:
-        context.log.warning(f"{reconciled.adopted} task(s) existed in Label Studio but not in DuckDB; recorded, not imported again")
-    if reconciled.retired:
-        shown = ", ".join(reconciled.retired_images[:5]) + (" ..." if len(reconciled.retired_images) > 5 else "")
-        context.log.warning(
-            f"{reconciled.retired} task(s) were deleted in Label Studio: retired in DuckDB, their images can be offered again ({shown})"
-        )
+        labelling_round = run_round(duckdb.connect, ls, artifact.production(), config.tasks_per_round, config.batch_size, log=context.log.info)
+    log_project_change(context, labelling_round.record, labelling_round.seen)
+    for message in labelling_round.warnings():
+        context.log.warning(message)
     return dg.MaterializeResult(
         metadata={
-            "tasks_created": len(rows),
-            "tasks_adopted": reconciled.adopted,
-            "tasks_deleted_in_label_studio": reconciled.retired,
-            "tasks_revived": reconciled.revived,
-            **project_metadata(record),
-            "brands_in_round": int(candidates["brand_slug"].nunique()) if len(candidates) else 0,
-            "open_tasks": open_tasks,
-            "pre_annotation": production["version"] if production else task_choice.PACKSHOT_FLAG_VERSION,
+            "tasks_created": labelling_round.created,
+            "tasks_adopted": labelling_round.reconciled.adopted,
+            "tasks_deleted_in_label_studio": labelling_round.reconciled.retired,
+            "tasks_revived": labelling_round.reconciled.revived,
+            **project_metadata(labelling_round.record),
+            "brands_in_round": labelling_round.brands,
+            "open_tasks": labelling_round.open_tasks,
+            "pre_annotation": labelling_round.pre_annotation,
         }
     )
 
@@ -125,13 +94,13 @@ def human_labels(context: dg.AssetExecutionContext, label_studio: LabelStudioRes
     with label_studio.session() as ls:
         seen = ls.project()
         on_server = ls.server_projects()
-        rows = label_sync.annotation_rows(ls.annotated_tasks(seen.id), seen.id, ls.annotator_names())
-    annotations = label_sync.annotations_frame(rows)
+        rows = labels.annotation_rows(ls.annotated_tasks(seen.id), seen.id, ls.annotator_names())
+    annotations = labels.annotations_frame(rows)
     with duckdb.connect() as con, warehouse.transaction(con):
         # All or nothing: the project record, its annotations and the labels resolved from them.
         record = register_project(con, seen, lambda: on_server)
-        changes, resolved = label_sync.sync_project(con, record.key, annotations)
-        other_projects = con.execute("SELECT count(*) FROM labels WHERE project_key IS DISTINCT FROM ?", [record.key]).fetchall()[0][0]
+        changes, resolved = labels.sync_project(con, record.key, annotations)
+        other_projects = labels.labels_of_other_projects(con, record.key)
     log_project_change(context, record, seen)
     if changes["removed"]:
         context.log.warning(f"{changes['removed']} label(s) removed: their annotations were deleted in Label Studio project {seen.id}")

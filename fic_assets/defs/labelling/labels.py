@@ -188,6 +188,13 @@ def sync_project(con: duckdb.DuckDBPyConnection, project_key: int, annotations: 
     return write_labels(con, resolved, project_key), resolved
 
 
+def labels_of_other_projects(con: duckdb.DuckDBPyConnection, project_key: int) -> int:
+    """Labels that stand for annotations of another project than project_key (or of none: labels written
+    without a project): what a pull of project_key keeps without seeing them."""
+    # fetchall: a half-read result blocks register() on the same connection.
+    return int(con.execute("SELECT count(*) FROM labels WHERE project_key IS DISTINCT FROM ?", [project_key]).fetchall()[0][0])
+
+
 def labels_since(con: duckdb.DuckDBPyConnection, since: datetime | None) -> int:
     """Human labels whose annotation was made or changed after `since` (all of them when None)."""
     if since is None:

@@ -1,10 +1,15 @@
-"""The model artifact: one directory per trained model, the only thing training writes and inference reads.
+"""The model artifact: one directory per trained model, the only thing training writes and inference reads,
+and the production pointer every reader of "the model" goes through.
 
     models/<version>/model.pt               WornClassifier state dict (backbone + head)
     models/<version>/card.json              what it is: arch, input size, recipe, cross-validated metrics, precision
     models/<version>/training_images.json   the images it was trained on (path, label, content digest)
     models/<version>/cv_predictions.csv     each training image's out-of-fold score (what the quality gate uses)
     models/<version>/model.onnx             the scoring graph, exported once per weights (uint8 pixels -> P(class))
+    models/production.json                  {"version", "path", "metrics", "promoted_at"}: the model in use
+
+Training writes a model dir elsewhere and `publish` moves the whole dir into place. The pointer is a small JSON
+file replaced atomically, so a reader never sees half a promotion.
 
 Training and inference both import this module and nothing of each other. The exported graphs take what the
 decoder produces (uint8 N x H x W x 3 at the input size) and normalise inside, so no float copy of a batch is
@@ -17,10 +22,11 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import warnings
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +42,7 @@ CARD_FILE = "card.json"
 ONNX_FILE = "model.onnx"
 TRAINING_IMAGES_FILE = "training_images.json"
 CV_PREDICTIONS_FILE = "cv_predictions.csv"
+POINTER = "production.json"
 OPSET = 17
 # timm's numbers for the TF-ported EfficientNet-Lite weights: (x - 127.5) / 127.5.
 MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -44,6 +51,53 @@ STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 class ModelNotFoundError(FileNotFoundError):
     pass
+
+
+def models_dir() -> Path:
+    return Path(settings.get("FIC_MODELS_DIR"))
+
+
+class NoProductionModel(RuntimeError):
+    def __init__(self, where: Path):
+        super().__init__(
+            f"no production model at {where / POINTER}: train and promote one first "
+            "(materialize `image_set`, `model` and `production_model`, e.g. `dagster job execute -m fic_assets.definitions -j retrain_job`, "
+            "or `fic train --data datasets/images --out models/manual`)"
+        )
+
+
+def production(root: Path | None = None) -> dict | None:
+    """The production pointer, or None when no model was promoted yet."""
+    path = (root or models_dir()) / POINTER
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def require_production(root: Path | None = None) -> dict:
+    pointer = production(root)
+    if pointer is None:
+        raise NoProductionModel(root or models_dir())
+    return pointer
+
+
+def publish(model_dir: str | Path, version: str, root: Path | None = None) -> Path:
+    """Move a whole trained model dir to models/<version>/ (a dir of the same version is replaced); its new path."""
+    target = (root or models_dir()) / version
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.move(str(model_dir), target)
+    return target
+
+
+def promote(model_dir: Path, version: str, metrics: dict, root: Path | None = None) -> dict:
+    root = root or models_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    pointer = {"version": version, "path": str(Path(model_dir).resolve()), "metrics": metrics, "promoted_at": datetime.now(timezone.utc).isoformat()}
+    with tempfile.NamedTemporaryFile("w", dir=root, delete=False, suffix=".tmp", encoding="utf-8") as handle:
+        json.dump(pointer, handle, indent=2)
+    os.replace(handle.name, root / POINTER)
+    return pointer
 
 
 def write_card(model_dir: str | Path, card: dict) -> Path:

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from fic_assets.defs.model import registry
+from fic_assets.defs.model import artifact
 from fic_assets.platform import settings
 from fic_assets.defs.shared import png_markdown
-from fic_assets.defs.model.artifact import model_card
-from fic_assets.defs.model.gate import EVAL_DIR, compare_with_production, quality_verdict, train_candidate
+from fic_assets.defs.model.gate import judge_candidate
 from fic_assets.defs.model.params import load_params
-from fic_assets.defs.dataset.dvc import dvc_file, read_dir_hash
-from fic_assets.defs.dataset.dvc import ImageSetStore
+from fic_assets.defs.model.train import EVAL_DIR, train_candidate
+from fic_assets.defs.dataset.dvc import ImageSetStore, tracked_dir_hash
+
 
 class ModelConfig(dg.Config):
     params_file: str = ""  # default FIC_PARAMS_FILE: the same params.yaml `dvc repro` reads
@@ -29,9 +29,7 @@ class ModelConfig(dg.Config):
 def model(context: dg.AssetExecutionContext, config: ModelConfig, image_store: ImageSetStore) -> dg.MaterializeResult:
     params = load_params(config.params_file or settings.get("FIC_PARAMS_FILE"))
     images = image_store.image_dir()
-    pointer = dvc_file(images)
-    image_set_hash = read_dir_hash(pointer) if pointer.exists() else None
-    version_dir, card, metrics = train_candidate(images, params, registry.models_dir(), context.run.run_id, image_set_hash)
+    version_dir, card, metrics = train_candidate(images, params, artifact.models_dir(), context.run.run_id, tracked_dir_hash(images))
     context.log.info(f"model {card['version']}: cross-validated F1 {metrics['f1']:.3f} ± {metrics['f1_std']:.3f} "
                      f"over {metrics['cv_folds']} folds x {metrics['cv_repeats']}, {card['n_train']} images, {card['train_seconds']} s")
     return dg.MaterializeResult(
@@ -40,7 +38,7 @@ def model(context: dg.AssetExecutionContext, config: ModelConfig, image_store: I
             "path": dg.MetadataValue.path(str(version_dir)),
             "arch": card["arch"],
             "recipe": card["recipe"],
-            "image_set_hash": image_set_hash or "",
+            "image_set_hash": card["image_set_hash"] or "",
             "n_train": card["n_train"],
             "train_seconds": card["train_seconds"],
             # The gate model_quality applies to this model (from the params file it was trained with).
@@ -76,15 +74,11 @@ MODEL_QUALITY = dg.AssetCheckKey(dg.AssetKey("model"), "model_quality")
 )
 def model_quality(context: dg.AssetCheckExecutionContext, image_store: ImageSetStore) -> dg.AssetCheckResult:
     candidate, _ = latest_model(context)
-    candidate_dir = Path(candidate["path"])
-    card = model_card(candidate_dir)
+    production = artifact.production()
+    judgement = judge_candidate(Path(candidate["path"]), production, image_store.image_dir(), int(candidate["min_compare_images"]),
+                                float(candidate["min_f1"]), float(candidate["max_drop"]))
+    card, comparison = judgement.card, judgement.comparison
     cv = card["metrics"]
-    production = registry.production()
-    comparison = None
-    if production is not None and production["version"] != card["version"]:
-        comparison = compare_with_production(candidate_dir, Path(production["path"]), image_store.image_dir(),
-                                             int(candidate["min_compare_images"]))
-    passed, message = quality_verdict(float(cv["f1"]), float(candidate["min_f1"]), comparison, float(candidate["max_drop"]))
     metadata = {
         "candidate_version": card["version"],
         "candidate_f1": float(cv["f1"]),
@@ -108,7 +102,7 @@ def model_quality(context: dg.AssetCheckExecutionContext, image_store: ImageSetS
             metadata["production_f1"] = comparison.production_f1
             metadata["candidate_f1_on_compared"] = comparison.candidate_f1
             metadata["compared_on"] = dg.MetadataValue.json(comparison.images[:200])
-    return dg.AssetCheckResult(passed=passed, description=message, metadata=metadata)
+    return dg.AssetCheckResult(passed=judgement.passed, description=judgement.message, metadata=metadata)
 
 
 def promotion_blocker(instance: dg.DagsterInstance, model_storage_id: int, version: str) -> str | None:
@@ -139,8 +133,8 @@ def production_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     candidate, storage_id = latest_model(context)
     blocker = promotion_blocker(context.instance, storage_id, candidate["version"])
     if blocker:
-        current = registry.production()
+        current = artifact.production()
         raise dg.Failure(description=f"{blocker}; production stays {current['version'] if current else 'empty'}")
     metrics = {name: candidate[name] for name in ("accuracy", "precision", "recall", "f1", "f1_std", "roc_auc") if name in candidate}
-    pointer = registry.promote(Path(candidate["path"]), candidate["version"], metrics)
+    pointer = artifact.promote(Path(candidate["path"]), candidate["version"], metrics)
     return dg.MaterializeResult(data_version=dg.DataVersion(pointer["version"]), metadata={"version": pointer["version"], **metrics})

@@ -1,6 +1,6 @@
-"""The quality gate: train a candidate, measure it, and decide whether it may replace production.
+"""The quality gate: measure a trained candidate and decide whether it may replace production.
 
-Plain functions: the `model` asset and the `model_quality` check call them, and so can a notebook.
+Plain functions: the `model_quality` check calls `judge_candidate`, and so can a notebook.
 - The candidate's quality is its cross-validated F1 (fic_assets.defs.model.train) with its spread over folds.
 - Candidate and production are compared on the SAME images, ones neither was trained on: the labelled images
   production never saw (new labels since it was trained), with the candidate's out-of-fold scores and
@@ -10,7 +10,6 @@ Plain functions: the `model` asset and the `model_quality` check call them, and 
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,31 +17,8 @@ from fic_assets.defs.model.classes import POSITIVE
 from fic_assets.defs.model.artifact import model_card, training_images
 from fic_assets.defs.model.scoring import Scorer, score_stream
 
-# Training and evaluation (torch, timm, sklearn, matplotlib: ~4.5 s to import) are imported where they are used:
-# every Dagster process loads this module with the code location, and almost none of them trains.
-
-EVAL_DIR = "eval"
-
-
-def train_candidate(images: Path, params: dict, models_root: Path, run_id: str, image_set_hash: str | None) -> tuple[Path, dict, dict]:
-    """Folds, training and the CV report in a scratch dir, then moved to models/<version>/ (self-contained)."""
-    from fic_assets.defs.model.data import make_folds, write_folds
-    from fic_assets.defs.model.evaluate import report_cv
-    from fic_assets.defs.model.train import train
-
-    work = models_root / "runs" / run_id
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        folds_file = write_folds(make_folds(images, **params["prepare"]), work / "model" / "folds.json")
-        card = train(folds_file, images, params["train"], work / "model", image_set_hash=image_set_hash)
-        metrics = report_cv(work / "model", work / "model" / EVAL_DIR)
-        version_dir = models_root / card["version"]
-        if version_dir.exists():
-            shutil.rmtree(version_dir)
-        shutil.move(str(work / "model"), version_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return version_dir, card, metrics
+# Evaluation (sklearn, matplotlib) is imported where it is used: every Dagster process loads this module with
+# the code location, and almost none of them judges a model.
 
 
 @dataclass
@@ -93,3 +69,26 @@ def quality_verdict(candidate_f1: float, min_f1: float, comparison: Comparison |
                       f"trained on: candidate {comparison.candidate_f1:.3f}, production {comparison.production_f1:.3f}")
     extra = f"; {comparison.note}" if comparison is not None and comparison.note else "; no production model yet" if comparison is None else ""
     return True, f"cross-validated F1 {candidate_f1:.3f} passes (threshold {min_f1:.3f}){extra}"
+
+
+@dataclass
+class Judgement:
+    """What the gate decided about a candidate, and on what."""
+
+    passed: bool
+    message: str
+    card: dict  # the candidate's card (its cross-validated metrics under "metrics")
+    comparison: Comparison | None  # None: no production model, or production is the candidate itself
+
+
+def judge_candidate(candidate_dir: Path, production: dict | None, images_root: Path, min_compare_images: int,
+                    min_f1: float, max_drop: float) -> Judgement:
+    """The gate on a trained candidate: its cross-validated F1 at least min_f1 and, when another model is in
+    production (production: the pointer, fic_assets.defs.model.artifact.production()), not more than max_drop
+    below it on the labelled images neither was trained on."""
+    card = model_card(candidate_dir)
+    comparison = None
+    if production is not None and production["version"] != card["version"]:
+        comparison = compare_with_production(candidate_dir, Path(production["path"]), images_root, min_compare_images)
+    passed, message = quality_verdict(float(card["metrics"]["f1"]), min_f1, comparison, max_drop)
+    return Judgement(passed, message, card, comparison)

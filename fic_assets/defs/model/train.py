@@ -11,6 +11,9 @@ few seconds of training on 2 cores. So training is:
    score, and the check reports F1 with its spread over folds (and over `cv_repeats` reshuffles);
 3. the final probe is fitted on ALL labelled images (C again chosen by cross-validation) and folded into the
    network's head: models/<version>/ is a whole model the runtime exports and scores like any other.
+
+`train_candidate` is all of it for the `model` asset: folds, training and the CV report in a scratch dir,
+published as models/<version>/ (fic_assets.defs.model.artifact.publish).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,8 +30,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fic_assets.defs.model.classes import CLASSES, POSITIVE
-from fic_assets.defs.model.artifact import (CV_PREDICTIONS_FILE, MEAN, STD, TRAINING_IMAGES_FILE, code_version, save_classifier,
-                                    version_string, write_card)
+from fic_assets.defs.model.artifact import (CV_PREDICTIONS_FILE, MEAN, STD, TRAINING_IMAGES_FILE, code_version, publish,
+                                    save_classifier, version_string, write_card)
 from fic_assets.defs.model.data import assign_folds, read_folds
 from fic_assets.defs.model.metrics import classification_metrics, f1_at
 from fic_assets.defs.model.params import DEFAULTS
@@ -44,6 +48,7 @@ C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 FEATURE_BATCH = 32
 # liblinear: the same F1 as lbfgs on these small binary problems, 3-5x faster (the CV fits ~200 probes).
 SOLVER = "liblinear"
+EVAL_DIR = "eval"  # models/<version>/eval/: the cross-validation report and plots of a candidate
 
 
 def feature_scale(width: int) -> float:
@@ -211,3 +216,23 @@ def train(folds_file: str | Path, images_root: str | Path, params: dict, out_dir
     log.info("trained %s on %s images: cross-validated F1 %.3f ± %.3f (C=%s)", card["version"], len(usable),
              metrics["f1"], metrics["f1_std"], c)
     return card
+
+
+def train_candidate(images: Path, params: dict, models_root: Path, run_id: str, image_set_hash: str | None) -> tuple[Path, dict, dict]:
+    """Folds, training and the CV report in a scratch dir, then moved to models/<version>/ (self-contained).
+
+    params: the whole params file (prepare and train sections). Returns (models/<version>/, card, CV metrics).
+    """
+    from fic_assets.defs.model.data import make_folds, write_folds
+    from fic_assets.defs.model.evaluate import report_cv
+
+    work = models_root / "runs" / run_id
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        folds_file = write_folds(make_folds(images, **params["prepare"]), work / "model" / "folds.json")
+        card = train(folds_file, images, params["train"], work / "model", image_set_hash=image_set_hash)
+        metrics = report_cv(work / "model", work / "model" / EVAL_DIR)
+        version_dir = publish(work / "model", card["version"], models_root)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return version_dir, card, metrics

@@ -4,10 +4,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from fic_assets.defs.model import registry
+from fic_assets.defs.model import artifact
 from fic_assets.defs.shared import DUCKDB_POOL, brand_partitions
 from fic_assets.defs.dataset.cache import ImageCache
-from fic_assets.defs.model.artifact import ModelNotFoundError
 from fic_assets.defs.predictions.predict import predict_brands
 from fic_assets.platform.warehouse import DuckDBResource
 
@@ -15,8 +14,8 @@ from fic_assets.platform.warehouse import DuckDBResource
 def production_model_dir() -> tuple[str, Path]:
     """(version, dir) of the production model, or a Failure that says how to get one."""
     try:
-        pointer = registry.require_production()
-    except registry.NoProductionModel as error:
+        pointer = artifact.require_production()
+    except artifact.NoProductionModel as error:
         raise dg.Failure(description=str(error)) from error
     return pointer["version"], Path(pointer["path"])
 
@@ -40,7 +39,7 @@ def brand_predictions(context: dg.AssetExecutionContext, duckdb: DuckDBResource)
     slugs = list(context.partition_keys)
     try:
         run = predict_brands(duckdb.connect, slugs, model_dir, ImageCache.from_settings(), log=context.log.info)
-    except ModelNotFoundError as error:
+    except artifact.ModelNotFoundError as error:
         raise dg.Failure(description=f"the production pointer names model {version}, but: {error}") from error
     per_brand = {slug: brand.as_metadata() for slug, brand in run.brands.items()}
     error_reasons: dict[str, int] = {}
