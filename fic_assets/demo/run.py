@@ -1,7 +1,7 @@
 """`fic demo`: the platform end to end on the local demo shop, through Dagster, without a daemon.
 
 It runs what the daemon would run, in order, on the persistent local instance (DAGSTER_HOME), so every run
-shows up in `dagster dev` afterwards:
+shows up in `scripts/ui` (`dg dev`) afterwards:
   1. crawl: materialize `brands`, one `brand_sensor` tick (new brands become partitions, their first crawl is
      requested) and that crawl run; when nothing is new, the all-brands run `recrawl_schedule` requests;
   2. labelling: start Label Studio (local), a labelling round (`label_studio_project`, `label_tasks`), a
@@ -101,7 +101,7 @@ def execute(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, r
     if job_name in MAY_FAIL:
         say(f"{job_name} run {result.run_id} did not pass (see its asset checks in the UI); going on with the current model")
         return
-    raise SystemExit(f"{job_name} run {result.run_id} failed; see `dagster dev` or the log above")
+    raise SystemExit(f"{job_name} run {result.run_id} failed; see `scripts/ui` (`dg dev`) or the log above")
 
 
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str) -> int:
@@ -152,11 +152,11 @@ def label(defs: dg.Definitions, instance: dg.DagsterInstance, error_rate: float,
 
 
 def retrain_and_relabel(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
-    from fic_assets.defs.model import registry
+    from fic_assets.defs.model import artifact
 
     tick(defs, instance, "relabel_sensor")  # -> retrain_job
     tick(defs, instance, "relabel_sensor")  # -> the next labelling round, with the new model's hints
-    production = registry.production()
+    production = artifact.production()
     if production:
         say(f"production model {production['version']}: " + ", ".join(f"{k}={v:.3f}" for k, v in production["metrics"].items()))
 

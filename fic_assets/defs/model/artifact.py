@@ -61,7 +61,7 @@ class NoProductionModel(RuntimeError):
     def __init__(self, where: Path):
         super().__init__(
             f"no production model at {where / POINTER}: train and promote one first "
-            "(materialize `image_set`, `model` and `production_model`, e.g. `dagster job execute -m fic_assets.definitions -j retrain_job`, "
+            "(materialize `image_set`, `model` and `production_model`, e.g. `dg launch --job retrain_job`, "
             "or `fic train --data datasets/images --out models/manual`)"
         )
 
