@@ -17,7 +17,6 @@ rejects or predictions table.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 import time
@@ -32,8 +31,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from fic_assets.platform import settings
+from fic_crawler.config import is_loopback  # one definition of "a loopback host" for the crawler and downloads
+
 from fic_assets.defs.dataset.cache import ImageCache
+from fic_assets.platform import settings
 
 FINAL_STATUSES = frozenset({404, 410})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -216,16 +217,6 @@ class _WatchedAdapter(HTTPAdapter):
 
 
 # --- politeness: per-host slots and pacing ---------------------------------------------------------------------
-
-
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _HostGate:

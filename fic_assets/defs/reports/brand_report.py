@@ -191,7 +191,7 @@ def _brand_axis(axes, names: list[str]) -> None:
 def plot_worn_share(shown: pd.DataFrame, path: Path, title: str) -> None:
     """Horizontal bar per brand: the share of its predicted images the model calls worn."""
     from matplotlib.ticker import PercentFormatter
-    
+
     plt = pyplot()
 
     figure, axes = plt.subplots(figsize=(8, _height(len(shown))))
@@ -216,7 +216,7 @@ def plot_worn_share(shown: pd.DataFrame, path: Path, title: str) -> None:
 def plot_prices(shown: pd.DataFrame, prices: dict[str, list[float]], path: Path, title: str) -> None:
     """Box plot of piece prices per brand; a brand without prices says so instead of a box."""
     from matplotlib.transforms import blended_transform_factory
-    
+
     plt = pyplot()
 
     figure, axes = plt.subplots(figsize=(8, _height(len(shown))))
@@ -244,7 +244,7 @@ def plot_prices(shown: pd.DataFrame, prices: dict[str, list[float]], path: Path,
 def _swatch(colour: str, index: int) -> str:
     """The colour itself when its name is a CSS colour (black, navy, beige), else a palette colour."""
     from matplotlib.colors import CSS4_COLORS
-    
+
     plt = pyplot()
 
     css = CSS4_COLORS.get(colour.casefold().replace(" ", "").replace("-", ""))
@@ -255,7 +255,7 @@ def plot_colours(shown: pd.DataFrame, colours: pd.DataFrame, path: Path, title: 
     """Stacked horizontal bars: share of each brand's pieces (with a colour) per colour; top colours + other."""
     from matplotlib.ticker import PercentFormatter
     from matplotlib.transforms import blended_transform_factory
-    
+
     plt = pyplot()
 
     figure, axes = plt.subplots(figsize=(9, _height(len(shown))))
