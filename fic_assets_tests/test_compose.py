@@ -830,7 +830,7 @@ def services_healthcheck(port: int) -> list[str]:
 
 def test_demo_shop_command_serves_pages_for_the_stack_host(layout):
     """The demo-shop service's command (on loopback here) answers, and its links name the host asked for."""
-    from fic_assets.demo.shop.server import stop_group
+    from fic_assets.platform.processes import stop_group
 
     root, app, env = layout
     port = free_port()
@@ -859,4 +859,4 @@ def test_demo_shop_command_serves_pages_for_the_stack_host(layout):
             lines = answer.read().decode().splitlines()
         assert len(lines) > 100 and f"{shop_url}/img/" in lines[1] and f"127.0.0.1:{port}" not in "\n".join(lines)
     finally:
-        stop_group(server.pid)
+        stop_group(server)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import socket
-import sqlite3
 import subprocess
 import threading
 import time
@@ -24,29 +23,9 @@ from label_studio_sdk import LabelStudio
 
 from fic_assets.platform import settings
 from fic_assets.defs.labelling import server
-from fic_assets_tests.conftest import free_port, require
+from fic_assets_tests.conftest import copy_database, free_port, require
 
 LABELING_CONFIG = settings.REPO_ROOT / "label_studio" / "labeling_config.xml"
-DATABASE_NAME = "label_studio.sqlite3"  # Label Studio's SQLite file in its data dir
-
-
-def copy_database(source_dir: Path, target_dir: Path) -> None:
-    """Copy a running server's database with SQLite's backup API (consistent even while it is in use)."""
-    target_dir.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(source_dir / DATABASE_NAME) as source, sqlite3.connect(target_dir / DATABASE_NAME) as target:
-        source.backup(target)
-
-
-@pytest.fixture
-def second_label_studio(label_studio: server.ServerConfig, tmp_path: Path) -> Iterator[server.ServerConfig]:
-    """Another server (same user and token) that a test may stop and restart, on a copy of the session's data."""
-    copy_database(label_studio.data_dir, tmp_path / "data")
-    config = dataclasses.replace(label_studio, url=server.local_url(free_port()), data_dir=tmp_path / "data")
-    server.start_configured(config)
-    yield config
-    server.stop(config.data_dir)
-
-
 @contextmanager
 def sdk(config: server.ServerConfig) -> Iterator[LabelStudio]:
     """The SDK client as the platform builds it; its HTTP connections are closed afterwards."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sqlite3
 import uuid
 
 import dagster as dg
@@ -24,7 +23,7 @@ from fic_assets.defs.labelling import labels
 from fic_assets.defs.labelling import server
 from fic_assets.defs.labelling.client import LabelStudioResource, choice_result, instructions, labeling_config
 from fic_assets.platform.warehouse import DuckDBResource
-from fic_assets_tests.conftest import free_port
+from fic_assets_tests.conftest import copy_database, free_port
 from fic_assets_tests.test_labelling import seed_catalogue
 
 IMAGES = 24  # seed_catalogue: 4 brands x 2 products x 3 images
@@ -172,13 +171,6 @@ def test_a_project_recreated_by_hand_is_seen_by_the_pull_itself_and_keeps_the_la
     assert any("Kept in DuckDB: its 3 label(s)" in line for line in warnings), warnings
     assert sorted(url for (url,) in query(resources, "SELECT image_url FROM labels")) == labelled
     assert_labels_agree_with_annotations(resources)
-
-
-def copy_database(source_dir, target_dir) -> None:
-    """A consistent copy of a running Label Studio's SQLite database (its backup API)."""
-    target_dir.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(source_dir / "label_studio.sqlite3") as source, sqlite3.connect(target_dir / "label_studio.sqlite3") as target:
-        source.backup(target)
 
 
 def test_a_fresh_label_studio_that_gives_the_new_project_the_old_id_keeps_every_label(platform, label_studio, tmp_path):

@@ -18,6 +18,7 @@ shows up in `scripts/ui` (`dg dev`) afterwards:
 
 `fic demo --photos DIR` runs the same loop on real photos (DIR/worn/, DIR/not_worn/; see
 fic_assets/demo/shop/photos.py): the demo shop shows them instead of its drawings and the folders are the truth.
+`fic demo --stop` stops the demo shop, Label Studio and local S3 that it left running in the background.
 """
 
 from __future__ import annotations
@@ -86,6 +87,35 @@ def ensure_label_studio() -> None:
         return
     if server.run_start(config, timeout=server.START_TIMEOUT) != 0:
         raise SystemExit(f"could not start Label Studio on {config.url}; see {config.data_dir}")
+
+
+def stop_started() -> int:
+    """`fic demo --stop`: stop the background demo shops, Label Studio and the local S3 that their pid files
+    record (as the demo starts them) and say what was stopped; nothing recorded is not an error."""
+    from fic_assets.defs.labelling import server as label_studio
+    from fic_assets.demo.shop import server as shop
+    from fic_assets.platform import local_s3, processes
+
+    label_studio_data = label_studio.configured().data_dir
+    records = [("the demo shop", path) for path in shop.background_pid_files()] + [
+        ("Label Studio", label_studio.pid_path(label_studio_data)),
+        ("the local S3 (moto_server)", local_s3.pid_file()),
+    ]
+    stopped, failed = 0, False
+    for what, pid_file in records:
+        try:
+            process = processes.stop(pid_file, grace=label_studio.STOP_TIMEOUT)
+        except processes.ProcessError as error:
+            say(f"error: could not stop {what}: {error}")
+            failed = True
+            continue
+        if process is not None:
+            say(f"stopped {what} on {process.url} (pid {process.pid})")
+            stopped += 1
+    if not stopped and not failed:
+        say("nothing to stop: no background demo shop, Label Studio or local S3 is recorded as running "
+            f"(no live record in {processes.data_dir()} or {label_studio_data})")
+    return 1 if failed else 0
 
 
 # A retrain whose model fails `model_quality` is a normal outcome: the loop goes on with the old model.
@@ -231,7 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crawl-only", action="store_true", help="stop after the crawl (no Label Studio)")
     parser.add_argument("--photos", metavar="DIR", help="real photos in DIR/worn/ and DIR/not_worn/ instead of the demo "
                         "shop's drawings; the folders are the truth (use a fresh FIC_DATA_DIR and DAGSTER_HOME)")
+    parser.add_argument("--stop", action="store_true", help="stop what the demo started in the background (the demo "
+                        "shop, Label Studio, the local S3), say what was stopped, and exit")
     args = parser.parse_args(argv)
+    if args.stop:
+        return stop_started()
     if args.max_pages is not None:
         os.environ["FIC_MAX_PAGES"] = str(args.max_pages)
     from fic_assets.demo.shop.catalogue import build_catalogue

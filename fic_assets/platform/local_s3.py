@@ -7,18 +7,17 @@ after a restart the bucket is empty, but DVC's local cache still holds every pus
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import boto3
 import requests
 
-from fic_assets.platform import settings
+from fic_assets.platform import processes, settings
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
+START_TIMEOUT = 20.0
 
 
 def answers(endpoint_url: str) -> bool:
@@ -36,6 +35,10 @@ def ensure_bucket(endpoint_url: str, bucket: str, access_key: str, secret_key: s
         client.create_bucket(Bucket=bucket)
 
 
+def pid_file() -> Path:
+    return processes.data_dir() / "local-s3.pid"
+
+
 def ensure_local_s3() -> str | None:
     """Start moto_server on the endpoint's port when the endpoint is local and silent; returns what it did."""
     endpoint = settings.get("FIC_S3_ENDPOINT")
@@ -44,21 +47,11 @@ def ensure_local_s3() -> str | None:
         return None
     started = None
     if not answers(endpoint):
-        data_dir = Path(settings.get("FIC_DATA_DIR"))
-        data_dir.mkdir(parents=True, exist_ok=True)
         binary = Path(sys.executable).parent / "moto_server"
-        with open(data_dir / "local-s3.log", "ab") as log:
-            # Its own session, like the demo shop: it outlives this command so the UI's runs can push too.
-            process = subprocess.Popen(
-                [str(binary), "-H", parts.hostname, "-p", str(parts.port or 80)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        (data_dir / "local-s3.pid").write_text(f"{process.pid}\n")
-        deadline = time.monotonic() + 20
-        while not answers(endpoint):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto_server did not start on {endpoint}; see {data_dir / 'local-s3.log'}")
-            time.sleep(0.2)
+        # Detached, like the demo shop: it outlives this command so the UI's runs can push too.
+        processes.start([str(binary), "-H", parts.hostname, "-p", str(parts.port or 80)], pid_file(),
+                        processes.data_dir() / "local-s3.log", lambda: answers(endpoint),
+                        what=f"moto_server on {endpoint}", timeout=START_TIMEOUT, url=endpoint)
         started = f"started moto_server on {endpoint} as the local S3 (stand-in for MinIO)"
     ensure_bucket(endpoint, settings.get("FIC_S3_BUCKET"), settings.get("FIC_S3_ACCESS_KEY"), settings.get("FIC_S3_SECRET_KEY"))
     return started or f"using the S3 endpoint at {endpoint}"

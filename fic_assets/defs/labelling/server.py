@@ -16,10 +16,8 @@ import argparse
 import fcntl
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fic_assets.platform import settings
+from fic_assets.platform import processes, settings
 from fic_assets.defs.labelling.errors import LabelStudioAuthError, LabelStudioError
 from fic_assets.platform.net import port_is_free
 
@@ -41,10 +39,6 @@ STOP_TIMEOUT = 15.0
 LOG_TAIL_LINES = 30
 # The platform venv's variables would make label-studio's Python or Django load the wrong things.
 NOT_INHERITED = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "DJANGO_SETTINGS_MODULE")
-
-# Servers started by this process, so stop() can reap them (no zombies, no ResourceWarning).
-_children: dict[int, subprocess.Popen] = {}
-
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -208,81 +202,10 @@ def log_tail(path: Path, offset: int = 0) -> str:
     return "\n".join(log_text(path, offset).splitlines()[-LOG_TAIL_LINES:]) or f"(nothing in {path})"
 
 
-def stat_fields(path: Path) -> list[str]:
-    """The fields of a /proc .../stat file after the command name: [state, ppid, pgrp, ...]."""
-    return path.read_text().rsplit(")", 1)[1].split()
-
-
-def has_live_threads(pid: int) -> bool:
-    """Some thread of pid still runs. /proc/PID/stat alone misleads: while a big process exits, its main
-    thread is already a zombie ("Z") as the others still hold its sockets (the port is not free yet)."""
-    for path in Path(f"/proc/{pid}/task").glob("*/stat"):
-        try:
-            if stat_fields(path)[0] != "Z":
-                return True
-        except OSError:  # the thread ended while we looked
-            continue
-    return False
-
-
-def is_label_studio_process(pid: int) -> bool:
-    """pid runs label-studio and has not exited: a stale pid file may name a pid reused by another program."""
-    try:
-        # comm, not cmdline: comm survives while the process exits (cmdline is empty then).
-        name = Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return False
-    return name == "label-studio" and has_live_threads(pid)
-
-
-def has_exited(pid: int) -> bool:
-    child = _children.get(pid)
-    if child is not None:  # our own child: poll() also reaps it, so no zombie is left behind
-        return child.poll() is not None
-    return not is_label_studio_process(pid)
-
-
-def group_is_alive(pgid: int) -> bool:
-    """Some process of the group still has a running thread."""
-    has_exited(pgid)  # reap the leader when it is our child
-    for path in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            in_group = int(stat_fields(path)[2]) == pgid
-        except OSError:
-            continue
-        if in_group and has_live_threads(int(path.parent.name)):
-            return True
-    return False
-
-
 def running_server(data_dir: Path) -> tuple[int, int] | None:
     """(pid, port) of the live server recorded in data_dir's pid file; a stale pid file is removed."""
-    path = pid_path(data_dir)
-    try:
-        pid, port = (int(field) for field in path.read_text().split())
-    except (FileNotFoundError, ValueError):
-        return None
-    if has_exited(pid):
-        path.unlink(missing_ok=True)
-        return None
-    return pid, port
-
-
-def stop_group(pid: int) -> None:
-    """SIGTERM the process group led by pid, SIGKILL it if it lingers; return once all of it has exited."""
-    for signum in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, signum)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while group_is_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not group_is_alive(pid):
-            break
-    else:
-        raise LabelStudioError(f"Label Studio (process group {pid}) still runs after SIGKILL")
-    _children.pop(pid, None)
+    process = processes.recorded(pid_path(data_dir))
+    return (process.pid, url_port(process.url)) if process else None
 
 
 def server_environment(data_dir: Path, username: str, password: str, token: str, document_root: Path,
@@ -313,27 +236,31 @@ def port_moved(path: Path, offset: int, port: int) -> bool:
     return f"Port {port} is in use" in log_text(path, offset)
 
 
-def wait_ready(url: str, token: str, pid: int, data_dir: Path, offset: int, timeout: float) -> None:
-    """Wait until Label Studio answers on url AND accepts the token; raise with the log's tail otherwise."""
-    path = log_path(data_dir)
-    deadline = time.monotonic() + timeout
-    waiting_for = "no answer yet"
-    while time.monotonic() < deadline:
-        if port_moved(path, offset, url_port(url)):
-            raise LabelStudioError(f"port {url_port(url)} was taken while Label Studio started, so it moved to "
-                                   f"another port; choose a free one. Log {path}:\n{log_tail(path, offset)}")
-        if has_exited(pid):
-            raise LabelStudioError(f"Label Studio exited before answering on {url}. Log {path}:\n"
-                                   f"{log_tail(path, offset)}")
-        if probe(url) == "label-studio":
-            try:
-                check_token(url, token)
-                return
-            except LabelStudioAuthError as error:  # the API may answer before the user and token exist
-                waiting_for = str(error)
-        time.sleep(0.25)
-    raise LabelStudioError(f"Label Studio was not ready on {url} within {timeout:.0f} s ({waiting_for}). "
-                           f"Log {path}:\n{log_tail(path, offset)}")
+class Readiness:
+    """The health probe of a start: Label Studio answers on url AND accepts the token. Raises at once when
+    the log says the port moved; error() adds what was last missing and the tail of what this start logged."""
+
+    def __init__(self, url: str, token: str, log: Path, offset: int) -> None:
+        self.url, self.token, self.log, self.offset = url, token, log, offset
+        self.waiting_for = "no answer yet"
+
+    def __call__(self) -> bool:
+        port = url_port(self.url)
+        if port_moved(self.log, self.offset, port):
+            raise LabelStudioError(f"port {port} was taken while Label Studio started, so it moved to another "
+                                   f"port; choose a free one. Log {self.log}:\n{log_tail(self.log, self.offset)}")
+        if probe(self.url) != "label-studio":
+            return False
+        try:
+            check_token(self.url, self.token)
+            return True
+        except LabelStudioAuthError as error:  # the API may answer before the user and token exist
+            self.waiting_for = str(error)
+            return False
+
+    def error(self, error: processes.StartError) -> LabelStudioError:
+        return LabelStudioError(f"{error} (last check: {self.waiting_for}). The end of the log:\n"
+                                f"{log_tail(self.log, self.offset)}")
 
 
 def start(port: int, data_dir: Path, username: str, password: str, token: str, venv_dir: Path,
@@ -345,39 +272,35 @@ def start(port: int, data_dir: Path, username: str, password: str, token: str, v
     url = local_url(port)
     data_dir = Path(data_dir).absolute()
     data_dir.mkdir(parents=True, exist_ok=True)
-    running = running_server(data_dir)
-    if running and running[1] != port:
-        raise LabelStudioError(f"the Label Studio of {data_dir} already runs on {local_url(running[1])} "
-                               f"(pid {running[0]}); stop it first (fic label-studio stop)")
+    running = processes.recorded(pid_path(data_dir))
+    if running and url_port(running.url) != port:
+        raise LabelStudioError(f"the Label Studio of {data_dir} already runs on {running.url} "
+                               f"(pid {running.pid}); stop it first (fic label-studio stop)")
     found = probe(url)
     if found == "label-studio":
         check_token(url, token)
         return url
     if found == "other":
         raise busy_error(url)
-    if running:  # started by another call and still migrating: wait for it instead of starting a second one
-        wait_ready(url, token, running[0], data_dir, log_size(log_path(data_dir)), timeout)
-        return url
-    if not port_is_free(HOST, port):
-        raise busy_error(url)
-    executable = ensure_venv(venv_dir)
     path = log_path(data_dir)
-    offset = log_size(path)
-    command = [str(executable), "start", "--no-browser", "--internal-host", HOST, "--port", str(port), "--host", url]
-    env = server_environment(data_dir, username, password, token, Path(document_root or data_dir).absolute(),
-                             Path(venv_dir).absolute())
-    with open(path, "ab") as log:
-        # Its own session: Ctrl-C in the starting terminal does not reach it, and stop() ends its whole group.
-        child = subprocess.Popen(command, cwd=data_dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-    _children[child.pid] = child
-    pid_path(data_dir).write_text(f"{child.pid} {port}\n")
+    ready = Readiness(url, token, path, log_size(path))
+    what = f"Label Studio on {url}"
     try:
-        wait_ready(url, token, child.pid, data_dir, offset, timeout)
-    except BaseException:  # also Ctrl-C: never leave a half-started server behind
-        stop_group(child.pid)
-        pid_path(data_dir).unlink(missing_ok=True)
-        raise
+        if running:  # started by another call and still migrating: wait for it instead of starting a second one
+            processes.wait_until_healthy(running, ready, timeout, what)
+            return url
+        if not port_is_free(HOST, port):
+            raise busy_error(url)
+        executable = ensure_venv(venv_dir)
+        command = [str(executable), "start", "--no-browser", "--internal-host", HOST, "--port", str(port),
+                   "--host", url]
+        env = server_environment(data_dir, username, password, token, Path(document_root or data_dir).absolute(),
+                                 Path(venv_dir).absolute())
+        # On any failure, Ctrl-C too, the half-started server is stopped and its pid file removed.
+        processes.start(command, pid_path(data_dir), path, ready, what=what, timeout=timeout, url=url,
+                        cwd=data_dir, env=env)
+    except processes.StartError as error:
+        raise ready.error(error) from None
     return url
 
 
@@ -388,13 +311,13 @@ def start_configured(config: ServerConfig, timeout: float = START_TIMEOUT) -> st
 
 def stop(data_dir: Path) -> str:
     """Stop the server recorded in data_dir's pid file; a no-op (with a message) when none runs."""
-    running = running_server(data_dir)
-    if running is None:
+    try:
+        stopped = processes.stop(pid_path(data_dir), grace=STOP_TIMEOUT)
+    except processes.ProcessError as error:
+        raise LabelStudioError(f"Label Studio: {error}") from None
+    if stopped is None:
         return f"no Label Studio running for {data_dir}"
-    pid, port = running
-    stop_group(pid)
-    pid_path(data_dir).unlink(missing_ok=True)
-    return f"stopped Label Studio (pid {pid}) on {local_url(port)}"
+    return f"stopped Label Studio (pid {stopped.pid}) on {stopped.url}"
 
 
 def status(url: str, data_dir: Path, token: str) -> tuple[bool, str]:

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from fic_assets.platform import settings
+from fic_assets.platform import processes, settings
 from fic_assets.platform.net import port_is_free
 from fic_assets.demo.shop.catalogue import Catalogue, catalogue_for, write_truth_csv
 from fic_assets.demo.shop.pages import SHOP_ID, Response, Shop
@@ -130,14 +127,13 @@ def probe(url: str) -> dict | None | str:
         return "other"
 
 
-def data_dir() -> Path:
-    path = Path(settings.get("FIC_DATA_DIR"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def pid_file(port: int) -> Path:
-    return data_dir() / f"demo-shop-{port}.pid"
+    return processes.data_dir() / f"demo-shop-{port}.pid"
+
+
+def background_pid_files() -> list[Path]:
+    """The pid files of the background demo shops recorded in FIC_DATA_DIR, one a port."""
+    return sorted(processes.data_dir().glob("demo-shop-*.pid"))
 
 
 def serves(health: dict, seed: int, photos: PhotoSet | None) -> bool:
@@ -168,58 +164,25 @@ def start_background(host: str, port: int, seed: int, photos: PhotoSet | None = 
         print(f"error: port {port} on {host} is busy with something that is not the demo shop; "
               "choose another with --port", file=sys.stderr)
         return 1
-    log_path = data_dir() / f"demo-shop-{port}.log"
+    log_path = processes.data_dir() / f"demo-shop-{port}.log"
     command = [sys.executable, "-m", "fic_assets.cli", "demo-shop", "--host", host, "--port", str(port), "--seed", str(seed)]
     if photos is not None:
         command += ["--photos", str(photos.root)]
-    with open(log_path, "ab") as log:
-        # Its own session: Ctrl-C in this terminal does not reach it, and --stop can end its whole group.
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
-    pid_file(port).write_text(f"{child.pid}\n")
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            pid_file(port).unlink(missing_ok=True)
-            print(f"error: the demo shop exited with code {child.returncode}; see {log_path}", file=sys.stderr)
-            return 1
-        if isinstance(probe(url), dict):
-            print(url)
-            return 0
-        time.sleep(0.1)
-    stop_group(child.pid)
-    pid_file(port).unlink(missing_ok=True)
-    print(f"error: the demo shop did not answer on {url} within {START_TIMEOUT:.0f} s; see {log_path}", file=sys.stderr)
-    return 1
-
-
-def stop_group(pid: int) -> None:
-    """SIGTERM the process group led by pid, and reap it when it is our own child (the tests start it)."""
     try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            reaped, _ = os.waitpid(pid, os.WNOHANG)
-            if reaped:
-                return
-        except ChildProcessError:  # not our child: someone else reaps it; check it is gone
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-        time.sleep(0.05)
+        processes.start(command, pid_file(port), log_path, lambda: isinstance(probe(url), dict),
+                        what=f"the demo shop on {url}", timeout=START_TIMEOUT, url=url)
+    except processes.StartError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(url)
+    return 0
 
 
 def stop_background(port: int) -> int:
-    path = pid_file(port)
-    if not path.exists():
-        print(f"no background demo shop recorded for port {port} ({path} does not exist)")
+    stopped = processes.stop(pid_file(port))
+    if stopped is None:
+        print(f"no background demo shop running for port {port} (none recorded in {pid_file(port)})")
         return 0
-    stop_group(int(path.read_text().strip()))
-    path.unlink(missing_ok=True)
     print(f"stopped the demo shop on port {port}")
     return 0
 
