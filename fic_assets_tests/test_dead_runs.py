@@ -2,7 +2,7 @@
 
 A real Dagster instance (temp dir, the platform's dagster.yaml with the pool limit) and real processes: a child
 that has exited stands for a killed run worker, this test's own process for a live one. The end-to-end case
-(a CLI crawl SIGKILLed, then the same materialization again) is in test_reliability.py.
+(a CLI crawl SIGKILLed, then the same materialization again) is in test_reliability_crawl.py.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ TEMPLATE = Path(__file__).with_name("dagster.yaml")
 
 def ensure_pools(instance) -> None:
     """Create the `duckdb` pool's slots now. Dagster creates them on a run's first claim; two runs starting
-    together on a fresh instance can race there (seen once in test_reliability) and both get a slot."""
+    together on a fresh instance can race there (seen once in the reliability tests) and both get a slot."""
     from fic_assets.defs.shared import DUCKDB_POOL
 
     if instance.event_log_storage.supports_global_concurrency_limits:
