@@ -53,6 +53,21 @@ def stop_process_group(process, grace: float = 10.0) -> None:
     processes.stop_group(process, grace)
 
 
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05, details=lambda: ""):
+    """Poll predicate until it returns something truthy and return that; AssertionError naming what (and
+    details(), say a log's tail) after timeout seconds. predicate may raise to give up at once."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{details()}")
+        time.sleep(interval)
+
+
 def require(condition: bool, what: str) -> None:
     """Skip locally when a component is missing; under CI=true a missing component fails the run."""
     if condition:
@@ -210,7 +225,7 @@ FAST_TRAIN = {"input_size": 128, "cv_repeats": 1}
 def trained_model(tmp_path_factory):
     """A small real model dir (80 demo images, 128 px, a few seconds), trained once per session.
 
-    For tests of what surrounds the model (predictions, sensors, the UI); test_ml.py tests training itself.
+    For tests of what surrounds the model (predictions, sensors, the UI); test_model.py tests training itself.
     """
     from fic_assets.defs.model.data import make_folds, write_folds
     from fic_assets.demo.sample import write_demo_image_set

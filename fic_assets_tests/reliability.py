@@ -259,14 +259,6 @@ def feed_lines(data_dir: Path) -> int:
     return sum(feed.read_bytes().count(b"\n") for feed in (data_dir / "crawls").glob("*/pieces/zalando.jsonl"))
 
 
-def wait_for(condition, timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
 def my_children(marker: str) -> list[int]:
     """Pids of this process's children whose command line contains marker (the Scrapy subprocess of one run)."""
     found = []

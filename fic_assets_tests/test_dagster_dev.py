@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from fic_assets.defs.model import artifact
 from fic_assets.platform import warehouse
-from fic_assets_tests.conftest import dg_command, free_port, platform_env, stop_process_group
+from fic_assets_tests.conftest import dg_command, free_port, platform_env, stop_process_group, wait_for
 
 BIN = Path(sys.executable).parent
 
@@ -30,16 +29,6 @@ def graphql(url: str, query: str, variables: dict | None = None) -> dict:
         answer = json.loads(response.read())
     assert "errors" not in answer, answer
     return answer["data"]
-
-
-def wait_for(predicate, seconds: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
 
 
 def server_up(url: str) -> bool:
@@ -68,7 +57,7 @@ def dagster_dev(tmp_path, demo_shop_url):
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
     )
     try:
-        wait_for(lambda: server.poll() is not None or server_up(url), 120, "dg dev to answer")
+        wait_for(lambda: server.poll() is not None or server_up(url), 120, "dg dev to answer", interval=1)
         assert server.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
         yield url, env
     finally:

@@ -23,7 +23,7 @@ from fic_assets.platform import warehouse
 from fic_assets.defs.dataset.cache import ImageCache
 from fic_assets.defs.dataset.download import CANCELLED, DownloadPolicy, fetch_many, fetch_one, make_session
 from fic_assets.defs.model.scoring import FetchOptions, Scorer, SourceReader, score_stream
-from fic_assets_tests.conftest import platform_env
+from fic_assets_tests.conftest import platform_env, wait_for
 from fic_assets_tests.hostile_host import TRICKLE_LENGTH, HostileHost
 
 BIN = Path(sys.executable).parent
@@ -45,14 +45,6 @@ def session():
 def policy(**overrides) -> DownloadPolicy:
     """A quick policy: short deadline, fast retries, a small cap (the settings' defaults are for a real CDN)."""
     return DownloadPolicy(**{"deadline": 2.0, "retries": 2, "backoff": 0.05, "max_bytes": CAP, **overrides})
-
-
-def wait_for(condition, timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 # --- one hostile behaviour per test ------------------------------------------------------------------------------

@@ -25,9 +25,9 @@ from fic_assets.demo.sample import write_demo_image_set
 from fic_assets.platform.warehouse import DuckDBResource
 from fic_assets.defs.dataset.dvc import ImageSetStore
 from fic_assets_tests.conftest import free_port
-from fic_assets_tests.test_ml import FAST_PARAMS as ML_TEST_PARAMS
+from fic_assets_tests.test_model import FAST_PARAMS as ML_TEST_PARAMS
 
-# Small images, one CV repeat: these tests are about the platform around training, test_ml.py about training itself.
+# Small images, one CV repeat: these tests are about the platform around training, test_model.py about training itself.
 FAST_PARAMS = ML_TEST_PARAMS
 
 

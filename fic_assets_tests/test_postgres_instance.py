@@ -12,13 +12,12 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from fic_assets.platform import warehouse
-from fic_assets_tests.conftest import free_port, platform_env, require, stop_process_group
+from fic_assets_tests.conftest import free_port, platform_env, require, stop_process_group, wait_for
 from fic_assets_tests.postgres import PostgresServer, running_postgres
 
 BIN = Path(sys.executable).parent
@@ -62,15 +61,13 @@ def rows(pg: PostgresServer, sql: str, params: tuple = ()) -> list[tuple]:
         con.close()
 
 
-def wait_for(predicate, seconds: float, what: str, daemon: subprocess.Popen, log: Path, interval: float = 2.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
+def wait_with_daemon(predicate, seconds: float, what: str, daemon: subprocess.Popen, log: Path, interval: float = 2.0):
+    """wait_for, failing at once when the daemon exits, with the daemon's log in the message."""
+    def daemon_alive_and(predicate=predicate):
         assert daemon.poll() is None, f"dagster-daemon exited ({daemon.returncode}):\n{log.read_text()[-5000:]}"
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}; daemon log:\n{log.read_text()[-5000:]}")
+        return predicate()
+
+    return wait_for(daemon_alive_and, seconds, what, interval, details=lambda: f"; daemon log:\n{log.read_text()[-5000:]}")
 
 
 def runs_tagged(pg: PostgresServer, key: str, value: str) -> list[tuple[str, str, str]]:
@@ -127,9 +124,9 @@ def test_daemon_on_postgres_ticks_brand_sensor_and_works_the_run_queue(tmp_path,
             runs = runs_tagged(postgres, "fic/trigger", "new_brands")
             return runs[0] if runs and runs[0][2] in TERMINAL else None
 
-        crawl_run, job_name, status = wait_for(first_crawl_finished, 240, "brand_sensor's crawl run to finish",
+        crawl_run, job_name, status = wait_with_daemon(first_crawl_finished, 240, "brand_sensor's crawl run to finish",
                                                daemon, log_path)
-        wait_for(lambda: run_status(postgres, launched_run) in TERMINAL, 120, "the launched run to finish",
+        wait_with_daemon(lambda: run_status(postgres, launched_run) in TERMINAL, 120, "the launched run to finish",
                  daemon, log_path)
         heartbeats = {row[0] for row in rows(postgres, "SELECT daemon_type FROM daemon_heartbeats")}
     finally:

@@ -93,7 +93,7 @@ def new_version_of(model_dir: Path, target: Path, version: str) -> Path:
 
 
 def test_onnx_export_is_made_once_per_weights(trained_model):
-    """(That the exported graph scores like the eager model is test_ml's job.)"""
+    """(That the exported graph scores like the eager model is test_model's job.)"""
     scorer = Scorer.load(trained_model)
     healthy = [image for product in build_catalogue(42).products[:6] for image in product.images if image.defect is None]
     scores = scorer.scores(np.stack([model_pixels(image_bytes(image, 420).body, scorer.size) for image in healthy]))

@@ -19,7 +19,7 @@ import pytest
 from fic_assets.platform import warehouse
 from fic_assets.platform.instance import ensure_pools
 from fic_assets.platform.warehouse import DuckDBResource
-from fic_assets_tests.conftest import platform_env
+from fic_assets_tests.conftest import platform_env, wait_for
 from fic_assets_tests.reliability import (
     CRAWL_BRANDS,
     ShopProxy,
@@ -30,7 +30,6 @@ from fic_assets_tests.reliability import (
     materialize_command,
     my_children,
     seed_brands,
-    wait_for,
 )
 
 

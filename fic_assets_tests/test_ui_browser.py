@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from fic_assets.platform import warehouse
-from fic_assets_tests.conftest import dg_command, free_port, platform_env, require, stop_process_group
-from fic_assets_tests.test_dagster_dev import server_up, wait_for
+from fic_assets_tests.conftest import dg_command, free_port, platform_env, require, stop_process_group, wait_for
+from fic_assets_tests.test_dagster_dev import server_up
 
 BIN = Path(sys.executable).parent
 CHROMIUM = os.environ.get("FIC_CHROMIUM", "/usr/bin/chromium")
@@ -50,7 +50,7 @@ def dagster_dev(env: dict, cwd: Path):
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd,
         )
         try:
-            wait_for(lambda: server.poll() is not None or server_up(url), 150, "dg dev to answer")
+            wait_for(lambda: server.poll() is not None or server_up(url), 150, "dg dev to answer", interval=1)
             assert server.poll() is None, log_path.read_text(errors="replace")[-3000:]
             yield url
         finally:
