@@ -18,6 +18,15 @@ DUCKDB_POOL = "duckdb"
 SENSOR_LOCK_WAIT_SECONDS = 2.0
 
 
+def max_runtime(hours: float) -> dict[str, str]:
+    """The `dagster/max_runtime` tag: run monitoring (dagster.yaml) terminates a run of the job after this long.
+
+    The limits are generous on purpose: they exist to end a run that hangs (a socket no deadline covers, a step
+    that waits for ever), never to cut short a slow but working run on 2 cores or against the real shop.
+    """
+    return {"dagster/max_runtime": str(int(hours * 3600))}
+
+
 def partition_range_request(slugs: Sequence[str], run_key: str | None = None, tags: dict | None = None,
                             job_name: str | None = None) -> dg.RunRequest:
     """One run over consecutive brand partitions (the brand-partitioned assets use a single-run backfill policy).
