@@ -45,7 +45,7 @@ def brand_keys_in_range(start: str, end: str, known: Sequence[str]) -> list[str]
     """The brand partitions from start to end in the partitions' order, or ValueError naming the valid order.
 
     Dagster resolves a range over the partitions' own order (the order they were added, as the UI lists
-    them: brand_sensor adds new brands sorted); a reversed range would quietly select no brand at all.
+    them; brand_sensor adds each batch of new brands sorted); a reversed range would quietly select no brand.
     """
     given = f"{start}...{end}"
     unknown = [key for key in dict.fromkeys((start, end)) if key not in known]
