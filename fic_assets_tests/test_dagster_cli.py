@@ -4,6 +4,7 @@ DAGSTER_HOME."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import dagster as dg
 import pytest
 
 from fic_assets.platform import warehouse
+from fic_assets.defs.shared import brand_keys_in_range
 from fic_assets_tests.conftest import dg_command, platform_env
 
 
@@ -51,6 +53,12 @@ def test_dg_finds_the_project_checks_and_lists_its_definitions(cli_env):
             "brand_predictions", "brand_report"} <= assets
     assert {"retrain_job", "predict_job", "crawl_job"} <= {job["name"] for job in defs["jobs"]}
     assert {"brand_sensor", "relabel_sensor", "prediction_sensor"} <= {sensor["name"] for sensor in defs["sensors"]}
+    # The UI renders descriptions as markdown: a bare <word> would vanish as an HTML tag (`models//.` for the model).
+    described = {(kind, entry.get("key") or entry.get("name") or entry.get("asset_key")): entry.get("description") or ""
+                 for kind, entries in defs.items() for entry in entries}
+    assert "`models/<version>/`" in described[("assets", "model")]
+    eaten = {name: text for name, text in described.items() if re.search(r"<[^>\s]+>", re.sub(r"`[^`]*`", "", text))}
+    assert not eaten, eaten
 
 
 def test_demo_then_cli_materializations_are_idempotent(cli_env):
@@ -77,3 +85,36 @@ def test_demo_then_cli_materializations_are_idempotent(cli_env):
 
 # The whole loop of README command 1 (crawl -> Label Studio -> retrain -> predictions -> report) is
 # test_demo_photos.py::test_demo_runs_the_whole_loop_on_real_photos: the same run, on real shop photos.
+
+
+def test_a_reversed_or_unknown_partition_range_is_a_clear_error(tmp_path, demo_shop_url):
+    """Bad input: `dg launch --partition-range 'levis...jack-jones'` (reversed: the partitions run jack-jones, levis,
+    vero-moda, as brand_sensor adds them, sorted) and 'jack-jones...nope' (no such brand partition)."""
+    env = platform_env(tmp_path, demo_shop_url)
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        instance.add_dynamic_partitions("brands", ["jack-jones", "levis", "vero-moda"])
+
+    def launch(*args: str) -> str:
+        completed = subprocess.run(dg_command("launch", *args), env=env, capture_output=True, text=True, timeout=300)
+        assert completed.returncode != 0, completed.stdout[-2000:]
+        return completed.stdout + completed.stderr
+
+    reversed_crawl = launch("--assets", "pieces,image_urls", "--partition-range", "levis...jack-jones")
+    assert ("partition range 'levis...jack-jones' is reversed" in reversed_crawl
+            and "did you mean 'jack-jones...levis'? The order: jack-jones, levis, vero-moda" in reversed_crawl), reversed_crawl[-3000:]
+    assert "no brands to crawl" not in reversed_crawl
+    # An unknown brand: Dagster's CLI checks the range's keys before any run starts, and names the missing one.
+    unknown = launch("--assets", "brand_predictions", "--partition-range", "jack-jones...nope")
+    assert "Could not find a partition with key `nope`" in unknown, unknown[-3000:]
+
+
+def test_range_check_names_unknown_brands_and_keeps_long_orders_short():
+    """Bad input: ranges naming brands that are no partition (as a run request or the Python API may pass them)."""
+    known = [f"brand-{n:02d}" for n in range(30)]
+    assert brand_keys_in_range("brand-03", "brand-05", known) == ["brand-03", "brand-04", "brand-05"]
+    assert brand_keys_in_range("brand-07", "brand-07", known) == ["brand-07"]
+    with pytest.raises(ValueError, match=r"no brand partition 'nope' or 'gone'; the brand partitions, in order: "
+                                         r"brand-00, .*brand-09, \.\.\. \(15 more\), brand-25, .*brand-29 \("):
+        brand_keys_in_range("nope", "gone", known)
+    with pytest.raises(ValueError, match=r"'brand-09\.\.\.brand-02' is reversed.*did you mean 'brand-02\.\.\.brand-09'"):
+        brand_keys_in_range("brand-09", "brand-02", known)

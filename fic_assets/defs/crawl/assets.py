@@ -9,7 +9,7 @@ from fic_crawler.items import assign_brand_slugs, brand_slug
 
 from fic_assets.platform import settings
 from fic_assets.platform import warehouse
-from fic_assets.defs.shared import DUCKDB_POOL, brand_partitions
+from fic_assets.defs.shared import DUCKDB_POOL, brand_partition_keys, brand_partitions
 from fic_assets.platform.warehouse import DuckDBResource
 from fic_assets.defs.crawl.crawler import CrawlerResource, CrawlResult
 
@@ -114,7 +114,7 @@ def brands(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: 
     pool=DUCKDB_POOL,
 )
 def brand_catalogue(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: DuckDBResource):
-    slugs = list(context.partition_keys)
+    slugs = brand_partition_keys(context)
     # A write connection, though it only reads here: it brings a file from before brands.path up to date.
     with duckdb.connect() as con:
         paths = warehouse.brand_listing_paths(con, slugs)

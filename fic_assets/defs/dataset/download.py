@@ -17,6 +17,7 @@ rejects or predictions table.
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -45,6 +46,9 @@ CHUNK_BYTES = 64 * 1024
 # on how long a cancelled download goes on.
 POLL_SECONDS = 0.2
 CANCELLED = "cancelled"
+
+# Retries show in the run's log in the Dagster UI (the instance's python_logs manage the `fic_assets` loggers).
+log = logging.getLogger(__name__)
 
 
 def _setting(name: str, kind: type):
@@ -410,8 +414,10 @@ def fetch_one(session: requests.Session, url: str, policy: DownloadPolicy | None
         except _RetryableError as error:
             if attempt == policy.retries:
                 return FetchResult(None, str(error), from_cache=False)
+            wait = min(error.wait if error.wait is not None else policy.backoff * 2**attempt, MAX_BACKOFF)
+            log.info("image download retry %s of %s in %.1f s: %s: %s", attempt + 1, policy.retries, wait, url, error)
             try:
-                _sleep(min(error.wait if error.wait is not None else policy.backoff * 2**attempt, MAX_BACKOFF), cancel)
+                _sleep(wait, cancel)
             except _Cancelled:
                 return FetchResult(None, CANCELLED, from_cache=False)
     raise AssertionError("unreachable")

@@ -21,9 +21,11 @@ class ModelConfig(dg.Config):
     group_name="model",
     kinds={"pytorch", "timm"},
     deps=["image_set"],
+    # The UI renders descriptions as markdown: a bare <version> is dropped as an HTML tag, in backticks it shows.
     description=(
         "EfficientNet-Lite (ImageNet weights) with a linear probe fitted on every labelled image; its F1 is "
-        "cross-validated (mean and spread over folds). The same functions as dvc.yaml's stages; models/VERSION/."
+        "cross-validated (mean and spread over folds). The same functions as dvc.yaml's stages; written to "
+        "`models/<version>/`."
     ),
 )
 def model(context: dg.AssetExecutionContext, config: ModelConfig, image_store: ImageSetStore) -> dg.MaterializeResult:

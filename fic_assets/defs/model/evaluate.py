@@ -37,7 +37,7 @@ def plot_confusion(y_true: list[int], y_pred: list[int], path: Path, title: str)
                                             colorbar=False)
     axes.set_title(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=100, metadata={"Title": title})  # the PNG says what it shows (its tEXt Title)
     plt.close(figure)
 
 
@@ -49,7 +49,7 @@ def plot_pr(recall, precision, path: Path, title: str) -> None:
              title=title)
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=100, metadata={"Title": title})  # the PNG says what it shows (its tEXt Title)
     plt.close(figure)
 
 

@@ -49,6 +49,9 @@ FEATURE_BATCH = 32
 # liblinear: the same F1 as lbfgs on these small binary problems, 3-5x faster (the CV fits ~200 probes).
 SOLVER = "liblinear"
 EVAL_DIR = "eval"  # models/<version>/eval/: the cross-validation report and plots of a candidate
+# Feature extraction is most of a training run: a progress line every this many images (in the run's log in
+# the Dagster UI: the instance's python_logs manage the `fic_assets` loggers).
+PROGRESS_EVERY = 256
 
 
 def feature_scale(width: int) -> float:
@@ -59,12 +62,17 @@ def feature_scale(width: int) -> float:
 def image_features(root: Path, paths: list[str], extractor: FeatureExtractor, workers: int = 2) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
     """(features, mirrored features, {path: reason}) for the paths that decode, in order; bad ones are left out."""
     feats, flipped, errors, batch = [], [], {}, []
+    done = 0
 
     def flush() -> None:
+        nonlocal done
         pixels = np.stack(batch)
         feats.append(extractor.features(pixels))
         flipped.append(extractor.features(np.ascontiguousarray(pixels[:, :, ::-1])))
+        before, done = done, done + len(batch)
         batch.clear()
+        if done // PROGRESS_EVERY > before // PROGRESS_EVERY:
+            log.info("features: %s of %s images", done, len(paths))
 
     for path, pixels in pixel_stream([root / p for p in paths], extractor.size, SourceReader(), workers=workers):
         if isinstance(pixels, str):
@@ -151,6 +159,8 @@ def train(folds_file: str | Path, images_root: str | Path, params: dict, out_dir
     if len(usable) == 0 or min(np.bincount(y, minlength=2)) < 2:
         raise ValueError(f"need at least 2 usable images of each class, have {dict(zip(CLASSES, np.bincount(y, minlength=2).tolist()))}")
     feature_seconds = time.perf_counter() - started
+    log.info("features of %s images (and their mirror images) in %.1f s; %s could not be read", len(usable),
+             feature_seconds, len(errors))
 
     tta = bool(p["tta_hflip"])
     k = int(doc["folds"])
@@ -158,6 +168,8 @@ def train(folds_file: str | Path, images_root: str | Path, params: dict, out_dir
     for repeat in range(int(p["cv_repeats"])):
         folds = np.array([item["fold"] for item in (usable if repeat == 0 else assign_folds(usable, k, doc["seed"] + repeat))])
         repeats.append(cross_validate(x, x_flip, y, folds, p["seed"] + repeat, tta))
+        log.info("cross-validation %s of %s: F1 per fold %s", repeat + 1, int(p["cv_repeats"]),
+                 ", ".join(f"{f1:.3f}" for f1 in repeats[-1][1]))
     oof = repeats[0][0]
     threshold = 0.5
     fold_f1 = [f for _, fold_scores in repeats for f in fold_scores]
@@ -173,6 +185,7 @@ def train(folds_file: str | Path, images_root: str | Path, params: dict, out_dir
     })
 
     probe, c = fit_probe(x, x_flip, y, p["seed"])
+    log.info("final probe fitted on all %s images (C=%s)", len(usable), c)
     model = WornClassifier(p["arch"], num_classes=len(CLASSES), pretrained=True)
     head_from_probe(model, probe, scale)
     out = Path(out_dir)

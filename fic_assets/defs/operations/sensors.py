@@ -11,7 +11,9 @@ from fic_assets.defs.operations.dead_runs import release_dead_runs
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Marks runs whose processes are gone (SIGKILL, OOM, a restart) as failed and frees their `duckdb` pool slot, "
-        "so later DuckDB writers do not wait for it for ever. Evaluated by the code location, where runs run."
+        "and frees the slots of ended runs whose processes are gone, so later DuckDB writers do not wait for ever "
+        "(what Dagster's run monitoring cannot see with the default launcher). Evaluated by the code location, "
+        "where runs run."
     ),
 )
 def dead_run_sensor(context: dg.SensorEvaluationContext):

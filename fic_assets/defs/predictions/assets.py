@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from fic_assets.defs.model import artifact
-from fic_assets.defs.shared import DUCKDB_POOL, brand_partitions
+from fic_assets.defs.shared import DUCKDB_POOL, brand_partition_keys, brand_partitions
 from fic_assets.defs.dataset.cache import ImageCache
 from fic_assets.defs.predictions.predict import predict_brands
 from fic_assets.platform.warehouse import DuckDBResource
@@ -35,8 +35,8 @@ def production_model_dir() -> tuple[str, Path]:
     ),
 )
 def brand_predictions(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    slugs = brand_partition_keys(context)
     version, model_dir = production_model_dir()
-    slugs = list(context.partition_keys)
     try:
         run = predict_brands(duckdb.connect, slugs, model_dir, ImageCache.from_settings(), log=context.log.info)
     except artifact.ModelNotFoundError as error:
