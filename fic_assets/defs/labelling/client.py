@@ -34,6 +34,14 @@ PAGE_SIZE = 500
 # model is least sure about first (the lowest score of the project's model version; none last).
 UNCERTAIN_VIEW_TITLE = "Most uncertain first"
 UNCERTAIN_ORDERING = ["tasks:predictions_score"]
+# Its columns when it is made (a person may change them later): the image, brand, score and who annotated stay;
+# Label Studio's bookkeeping columns go (hidden columns are not even computed).
+_BOOKKEEPING = ["inner_id", "annotations_results", "annotations_ids", "predictions_results", "file_upload", "storage_filename",
+                "created_at", "updated_at", "updated_by", "avg_lead_time", "draft_exists", "allow_skip", "data.item_id", "data.brand_slug"]
+_LABELLING_LIST = ["completed_at", "total_annotations", "cancelled_annotations", "total_predictions", "annotators",
+                   "predictions_model_versions", "data.brand", "data.is_packshot"]
+UNCERTAIN_VIEW_COLUMNS = {"hiddenColumns": {"explore": [f"tasks:{name}" for name in _BOOKKEEPING],
+                                            "labeling": [f"tasks:{name}" for name in _BOOKKEEPING + _LABELLING_LIST]}}
 SAMPLING = "Uncertainty sampling"
 
 
@@ -260,7 +268,7 @@ class LabelStudioSession:
         the Data Manager opens on it. Idempotent; tabs a person added stay, after it. Returns the tab's id."""
         views = list(self.ls.views.list(project=project_id))
         ours = next((view for view in views if (view.data or {}).get("title") == UNCERTAIN_VIEW_TITLE), None)
-        data = {**((ours.data or {}) if ours else {}), "title": UNCERTAIN_VIEW_TITLE, "ordering": UNCERTAIN_ORDERING}
+        data = {**((ours.data or {}) if ours else UNCERTAIN_VIEW_COLUMNS), "title": UNCERTAIN_VIEW_TITLE, "ordering": UNCERTAIN_ORDERING}
         if ours is None:
             ours = self.ls.views.create(project=project_id, data=data)
         elif ours.data != data:
