@@ -6,10 +6,9 @@ from fic_assets.defs.model import artifact
 from fic_assets.platform import warehouse
 from fic_assets.defs.shared import DUCKDB_POOL
 from fic_assets.defs.labelling import labels
-from fic_assets.defs.labelling.client import LabelStudioResource, instructions, labeling_config
+from fic_assets.defs.labelling.client import PULLED_STATE, LabelStudioResource, instructions, labeling_config
 from fic_assets.defs.labelling.projects import ProjectRecord, SeenProject, register_project
 from fic_assets.defs.labelling.rounds import run_round
-from fic_assets.defs.labelling.sensors import PULLED_STATE
 from fic_assets.platform.warehouse import DuckDBResource
 
 

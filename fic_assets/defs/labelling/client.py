@@ -191,6 +191,10 @@ class AnnotationState:
             return None
 
 
+# The human_labels metadata entry holding the AnnotationState its pull started from.
+PULLED_STATE = "label_studio_state"
+
+
 def latest_state(*states: "AnnotationState | None") -> AnnotationState | None:
     """The most recently seen of several recorded states (the sensor's cursor, the last pull's)."""
     known = [state for state in states if state is not None]

@@ -10,7 +10,8 @@ One round (`run_round`, what the `label_tasks` asset runs):
 3. the tasks are imported in batches, each batch recorded in DuckDB right after Label Studio created it, so a
    run that dies half-way is adopted by the next one, never imported twice;
 4. with a production model, the open tasks of earlier rounds (nobody answered them yet) whose hint is by another
-   model or the packshot flag get the production model's prediction too (`rehint_open_tasks`), and the project's
+   model or the packshot flag get the production model's prediction too (`rehint_open_tasks`, before the
+   import, so a failed import leaves them up to date), and after the import the project's
    pre-labelling ("Use predictions from", Label Studio's `model_version`) points at the version that gave the
    hints: a person sees its choice pre-selected and its score, and "Label All Tasks" serves the least sure first.
 

@@ -6,10 +6,7 @@ import dagster as dg
 
 from fic_assets.platform import settings
 from fic_assets.defs.labelling.jobs import human_labels_job
-from fic_assets.defs.labelling.client import AnnotationState, LabelStudioResource, latest_state
-
-# The human_labels metadata entry holding the Label Studio state its pull started from.
-PULLED_STATE = "label_studio_state"
+from fic_assets.defs.labelling.client import PULLED_STATE, AnnotationState, LabelStudioResource, latest_state
 
 
 def last_pulled_state(instance: dg.DagsterInstance) -> AnnotationState | None:
