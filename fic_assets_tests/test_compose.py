@@ -353,9 +353,10 @@ def test_label_studio_service_is_configured_like_the_local_server():
               and (key.startswith(("LABEL_STUDIO_", "LOCAL_FILES_")) or key in ("SENTRY_DSN", "LATEST_VERSION_CHECK"))}
     assert {"LABEL_STUDIO_USER_TOKEN", "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN", "LOCAL_FILES_SERVING_ENABLED"} <= wanted
     assert not sorted(wanted - set(ls_env)), "Label Studio variables the local server sets but the service does not"
-    for key in ("LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN", "LOCAL_FILES_SERVING_ENABLED",
-                "LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS", "LATEST_VERSION_CHECK", "SENTRY_DSN"):
+    for key in ("LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN", "LOCAL_FILES_SERVING_ENABLED", "LATEST_VERSION_CHECK", "SENTRY_DSN"):
         assert ls_env[key] == local[key], key
+    # Label Studio's SSRF protection is on in both: nothing it would have to call lives on a banned subnet.
+    assert "LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS" not in ls_env and "LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS" not in local
     code_env = environment(services["code"])
     assert ls_env["LABEL_STUDIO_USERNAME"] == code_env["FIC_LABEL_STUDIO_USER"]
     assert ls_env["LABEL_STUDIO_PASSWORD"] == code_env["FIC_LABEL_STUDIO_PASSWORD"]

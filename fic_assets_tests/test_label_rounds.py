@@ -6,11 +6,13 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 
 from fic_assets.defs.labelling import rounds, tasks
-from fic_assets.defs.labelling.client import LabelStudioResource, instructions, labeling_config
+from fic_assets.defs.labelling.client import LabelStudioResource, choice_result, instructions, labeling_config
+from fic_assets.platform import warehouse
 from fic_assets.defs.model.scoring import score_sources
 from fic_assets.platform.warehouse import DuckDBResource
 from fic_assets_tests.test_labelling import BRANDS, seed_catalogue
@@ -106,3 +108,66 @@ def test_with_a_model_the_round_keeps_the_images_it_is_least_sure_about_and_unre
     everything = rounds.pre_annotate(candidates, production, tasks_per_round=10)
     assert everything["image_url"].tolist()[-1] == str(broken)
     assert everything["pre_model_version"].tolist()[-1] == tasks.PACKSHOT_FLAG_VERSION
+
+
+def seed_local_images(duckdb: DuckDBResource, files: list[Path]) -> list[str]:
+    """A crawled catalogue whose image URLs are local files the model can read: one brand, one piece per image."""
+    items = [
+        {"item_id": f"item-{n}", "sku": None, "name": f"Piece {n}", "brand": "Levi's", "brand_slug": "levis", "price": 29.95,
+         "currency": "EUR", "colour": "blue", "url": f"http://shop.test/item-{n}.html",
+         "images": [{"url": str(path), "position": 0, "is_packshot": n % 2 == 0}]}
+        for n, path in enumerate(files)
+    ]
+    with duckdb.connect() as con:
+        warehouse.upsert_brands(con, [{"slug": "levis", "name": "Levi's", "url": "http://shop.test/levis/"}])
+        warehouse.upsert_items(con, items)
+    return [str(path) for path in files]
+
+
+def test_after_a_promotion_open_tasks_get_the_production_models_prediction_and_the_project_uses_its_version(
+        trained_model, label_studio, tmp_path, monkeypatch):
+    """Round 1 before any model (packshot-flag hints), one of its tasks answered; then a model is promoted (the
+    production pointer, artifact.promote) and the next round runs: the open tasks of round 1 carry the production
+    model's prediction as their latest, with its score, and the project's pre-labelling uses its version."""
+    from fic_assets.defs.labelling.assets import label_studio_project, label_tasks
+    from fic_assets.defs.model import artifact
+    from fic_assets_tests.test_labelling import materialize
+
+    monkeypatch.setenv("FIC_MODELS_DIR", str(tmp_path / "models"))
+    files = sorted((trained_model.parent / "images").glob("*/*.jpg"))[::5][:10]
+    duckdb = DuckDBResource(path=str(tmp_path / "fic.duckdb"))
+    seed_local_images(duckdb, files)
+    resources = {"label_studio": LabelStudioResource(url=label_studio.url, token=label_studio.token, project_title=f"fic promoted {uuid.uuid4().hex[:8]}"),
+                 "duckdb": duckdb}
+    with dg.instance_for_test() as instance:
+        materialize(label_studio_project, resources, instance)
+        first = materialize(label_tasks, resources, instance, {"tasks_per_round": 6})
+        assert (first["project_model_version"], first["open_tasks_rehinted"]) == (tasks.PACKSHOT_FLAG_VERSION, 0)
+        with resources["label_studio"].session() as ls:
+            project_id = ls.project_id()
+            round_one = ls.project_tasks(project_id)
+            answered = min(round_one)
+            ls.ls.annotations.create(id=answered, result=choice_result("worn"))
+
+        pointer = artifact.promote(trained_model, "promoted-v2", {"f1": 1.0})
+        second = materialize(label_tasks, resources, instance, {"tasks_per_round": 2})
+        assert (second["tasks_created"], second["open_tasks_rehinted"]) == (2, 5)
+        assert second["pre_annotation"] == second["project_model_version"] == pointer["version"] == artifact.production()["version"]
+        assert materialize(label_tasks, resources, instance, {"tasks_per_round": 0})["open_tasks_rehinted"] == 0  # done once
+
+    scores = score_sources(list(round_one.values()), trained_model).scores
+    with resources["label_studio"].session() as ls:
+        assert ls.ls.projects.get(id=project_id).model_version == "promoted-v2"
+        for task_id, image in round_one.items():
+            predictions = sorted(ls.ls.tasks.get(id=task_id).predictions, key=lambda prediction: prediction.id)
+            if task_id == answered:  # answered before the promotion: left as it was
+                assert [prediction.model_version for prediction in predictions] == [tasks.PACKSHOT_FLAG_VERSION]
+                continue
+            latest, worn = predictions[-1], scores[image]
+            assert [prediction.model_version for prediction in predictions] == [tasks.PACKSHOT_FLAG_VERSION, "promoted-v2"]
+            assert latest.score == pytest.approx(max(worn, 1 - worn))
+            assert latest.result[0]["value"]["choices"] == ["worn" if worn >= 0.5 else "not_worn"]
+    with duckdb.connect(read_only=True) as con:
+        hints = dict(con.execute("SELECT task_id, pre_model_version FROM label_tasks").fetchall())
+    assert hints[answered] == tasks.PACKSHOT_FLAG_VERSION and set(hints.values()) == {tasks.PACKSHOT_FLAG_VERSION, "promoted-v2"}
+    assert sum(version == "promoted-v2" for version in hints.values()) == 5 + 2

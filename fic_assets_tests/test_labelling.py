@@ -13,7 +13,8 @@ from fic_assets.platform import warehouse
 from fic_assets.defs.labelling.assets import human_labels, label_studio_project, label_tasks
 from fic_assets.defs.labelling.sensors import annotation_sensor
 from fic_assets.defs.model.sensors import relabel_sensor
-from fic_assets.defs.labelling import labels
+from fic_assets.defs.labelling import labels, simulated_annotator
+from fic_assets.defs.labelling.simulated_annotator import SIMULATED_ANNOTATOR
 from fic_assets.defs.labelling.client import (
     LabelStudioAuthError,
     LabelStudioResource,
@@ -147,15 +148,13 @@ def test_annotations_land_in_labels_after_a_sensor_tick_and_edits_and_deletes_fo
     start_round(resources, instance)
     tasks = {task.data["image"]: task.id for task in project_tasks(resources)}
     urls = sorted(tasks)
-    first = sensor_tick(resources, instance)  # task creation counts as a change: one (empty) pull
-    assert isinstance(first, dg.SensorResult)
-    cursor = first.cursor
-    assert isinstance(sensor_tick(resources, instance, cursor=cursor), dg.SkipReason)
+    # New tasks are not an annotation change: nothing to pull yet.
+    assert "no annotation changed" in sensor_tick(resources, instance).skip_message
 
     worn = annotate(resources, tasks[urls[0]], "worn")
     annotate(resources, tasks[urls[1]], "not_worn")
     annotate(resources, tasks[urls[2]], "unusable")
-    tick = sensor_tick(resources, instance, cursor=cursor)
+    tick = sensor_tick(resources, instance)
     assert isinstance(tick, dg.SensorResult) and len(tick.run_requests) == 1
     assert isinstance(sensor_tick(resources, instance, cursor=tick.cursor), dg.SkipReason)  # nothing new since
 
@@ -163,8 +162,8 @@ def test_annotations_land_in_labels_after_a_sensor_tick_and_edits_and_deletes_fo
     assert (metadata["labels"], metadata["new"], metadata["trainable"]) == (3, 3, 2)  # unusable is stored, not trainable
     stored = dict(table(resources, "SELECT image_url, label FROM labels"))
     assert stored == {urls[0]: "worn", urls[1]: "not_worn", urls[2]: "unusable"}
-    row = table(resources, "SELECT item_id, annotator, task_id, annotation_id, lead_time FROM labels WHERE image_url = ?", [urls[0]])[0]
-    assert row[0] and "@" in row[1] and row[2] == tasks[urls[0]] and row[3] == worn.id and row[4] == 2.5
+    row = table(resources, "SELECT item_id, annotator, task_id, annotation_id, lead_time, annotator_id FROM labels WHERE image_url = ?", [urls[0]])[0]
+    assert row[0] and "@" in row[1] and row[2] == tasks[urls[0]] and row[3] == worn.id and row[4] == 2.5 and row[5] == worn.completed_by
 
     with resources["label_studio"].session() as ls:
         ls.ls.annotations.update(id=worn.id, result=choice_result("not_worn"))
@@ -174,7 +173,7 @@ def test_annotations_land_in_labels_after_a_sensor_tick_and_edits_and_deletes_fo
     assert dict(table(resources, "SELECT image_url, label FROM labels"))[urls[0]] == "not_worn"
 
     with resources["label_studio"].session() as ls:
-        ls.ls.annotations.delete(id=worn.id)
+        ls.ls.annotations.delete(id=worn.id)  # the task's only annotation: fewer annotated tasks
     assert isinstance(sensor_tick(resources, instance, cursor=edit_tick.cursor), dg.SensorResult)
     assert materialize(human_labels, resources, instance)["removed"] == 1
     assert urls[0] not in dict(table(resources, "SELECT image_url, label FROM labels"))
@@ -315,3 +314,90 @@ def test_labels_table_has_no_duplicate_images_after_repeated_pulls(platform):
         materialize(human_labels, resources, instance)
     assert table(resources, "SELECT count(*), count(DISTINCT image_url) FROM labels") == [(4, 4)]
     assert table(resources, "SELECT count(*) FROM annotations") == [(4,)]
+
+
+# --- who labelled: the simulated annotator is a Label Studio user of its own ---------------------------------------
+
+
+def test_a_simulated_label_and_a_persons_label_name_different_labellers(platform, label_studio):
+    resources, instance, _ = platform
+    start_round(resources, instance, tasks_per_round=4)
+    tasks = sorted(project_tasks(resources), key=lambda task: task.id)
+    person = annotate(resources, tasks[0].id, "worn")  # the admin, as a person logged in with the demo login
+    truth = {task.data["image"]: "not_worn" for task in tasks[1:3]}  # tasks[3]: no kept truth, so it stays open
+    with resources["label_studio"].session() as ls:
+        report = simulated_annotator.annotate_open_tasks(ls, ls.project_id(), truth, error_rate=0.0)
+        again = simulated_annotator.annotate_open_tasks(ls, ls.project_id(), truth, error_rate=0.0)  # nothing left to answer
+        admin = ls.ls.users.whoami()
+        simulated_users = [user for user in ls.ls.users.list() if user.email == SIMULATED_ANNOTATOR["email"]]
+    assert (report.answered, report.unknown_image, again.answered) == (2, 1, 0)
+    assert len(simulated_users) == 1  # made once, found the second time
+
+    materialize(human_labels, resources, instance)
+    labelled = {url: (who, user_id) for url, who, user_id in table(resources, "SELECT image_url, annotator, annotator_id FROM labels")}
+    assert labelled[tasks[0].data["image"]] == (label_studio.username, admin.id) and person.completed_by == admin.id
+    assert {labelled[url] for url in truth} == {(SIMULATED_ANNOTATOR["email"], simulated_users[0].id)}
+    assert simulated_users[0].id != admin.id
+    assert table(resources, "SELECT annotator, annotator_id, count(*) FROM annotations GROUP BY ALL ORDER BY annotator") == [
+        (label_studio.username, admin.id, 1), (SIMULATED_ANNOTATOR["email"], simulated_users[0].id, 2)]
+
+
+def test_a_duckdb_file_without_the_labeller_column_gets_it_and_keeps_its_labels(tmp_path):
+    """Bad input: a DuckDB file of the previous release (labels and annotations without annotator_id)."""
+    path = tmp_path / "fic.duckdb"
+    with warehouse.connect(path) as con:
+        con.execute("ALTER TABLE labels DROP COLUMN annotator_id")
+        con.execute("ALTER TABLE annotations DROP COLUMN annotator_id")
+        con.execute("""INSERT INTO labels (image_url, label, annotator, annotated_at, task_id, annotation_id, annotations, agreement, project_key)
+                       VALUES ('http://shop.test/a.jpg', 'worn', 'ann@fic.test', now(), 1, 1, 1, 1.0, 1)""")
+    for _ in range(2):  # the column is added once; opening again changes nothing
+        with warehouse.connect(path) as con:
+            assert "annotator_id" in warehouse.table_columns(con, "labels") and "annotator_id" in warehouse.table_columns(con, "annotations")
+            assert con.execute("SELECT image_url, annotator, annotator_id FROM labels").fetchall() == [("http://shop.test/a.jpg", "ann@fic.test", None)]
+
+
+# --- annotation_sensor across a restart -------------------------------------------------------------------------
+
+
+def test_annotation_sensor_after_the_demo_hand_over_starts_from_the_last_pull_and_requests_nothing_without_a_change(
+        platform, monkeypatch):
+    """The demo ticks annotation_sensor in process (build_sensor_context: no sensor state is stored) and runs
+    human_labels; the daemon started afterwards has no cursor. Its ticks start from the state the last pull
+    recorded: no run over all tasks again, a new round is no annotation change, and a real change still counts.
+    The daemon part is the sensor daemon's own iteration over a code location (test_reliability_label_studio)."""
+    from dagster._core.scheduler.instigation import TickStatus
+
+    from fic_assets_tests.test_reliability_label_studio import SensorDaemon
+
+    resources, _, _ = platform
+    monkeypatch.setenv("FIC_LABEL_STUDIO_URL", resources["label_studio"].url)
+    monkeypatch.setenv("FIC_LABEL_STUDIO_TOKEN", resources["label_studio"].token)
+    monkeypatch.setenv("FIC_TEST_PROJECT_TITLE", resources["label_studio"].project_title)
+    monkeypatch.setenv("FIC_DUCKDB", resources["duckdb"].path)
+    queued = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
+    with dg.instance_for_test(overrides=queued) as instance:
+        start_round(resources, instance, tasks_per_round=8)
+        tasks = sorted(project_tasks(resources), key=lambda task: task.id)
+        for task in tasks[:3]:
+            annotate(resources, task.id, "worn")
+        demo_tick = sensor_tick(resources, instance)  # what `fic demo` does, then it runs the requested pull
+        assert isinstance(demo_tick, dg.SensorResult) and demo_tick.run_requests[0].tags["fic/annotated_tasks"] == "3"
+        assert materialize(human_labels, resources, instance)["annotated_tasks"] == 3
+        assert "no annotation changed" in sensor_tick(resources, instance).skip_message  # a fresh context: no cursor
+
+        start_round(resources, instance, tasks_per_round=8)  # the next round: tasks imported, nothing annotated
+        assert "no annotation changed" in sensor_tick(resources, instance).skip_message
+
+        daemon = SensorDaemon(instance)
+        try:
+            after_restart = daemon.tick("annotation_sensor")
+            assert after_restart.status == TickStatus.SKIPPED and not after_restart.run_ids, after_restart
+            annotate(resources, tasks[3].id, "not_worn")
+            changed = daemon.tick("annotation_sensor")
+            assert changed.status == TickStatus.SUCCESS and len(changed.run_ids) == 1, changed
+            quiet = daemon.tick("annotation_sensor")  # the run is still queued: the cursor says it was asked for
+            assert quiet.status == TickStatus.SKIPPED and not quiet.run_ids, quiet
+        finally:
+            daemon.close()
+        (run,) = instance.get_runs(filters=dg.RunsFilter(job_name="human_labels_job"))
+        assert run.tags["fic/annotated_tasks"] == "4" and run.status == dg.DagsterRunStatus.QUEUED

@@ -82,11 +82,9 @@ def test_label_studio_down_during_a_sensor_tick_fails_the_tick_keeps_the_cursor_
     Dagster version), so the tick record, the stored cursor and the queued runs are Dagster's, not the test's:
     the tick fails naming the server, the cursor stays, and the first tick after Label Studio is back requests
     the run for the annotation made before the outage."""
-    from datetime import datetime
-
     from dagster._core.scheduler.instigation import TickStatus
 
-    from fic_assets.defs.labelling.client import LabelStudioResource
+    from fic_assets.defs.labelling.client import AnnotationState, LabelStudioResource
     from fic_assets_tests.test_labelling import (
         annotate,
         project_tasks,
@@ -109,12 +107,13 @@ def test_label_studio_down_during_a_sensor_tick_fails_the_tick_keeps_the_cursor_
         daemon = SensorDaemon(instance)
         try:
             start_round(resources, instance)  # the project and its tasks
+            first_task, task = sorted(project_tasks(resources), key=lambda found: found.id)[:2]
+            annotate(resources, first_task.id, "not_worn")
             first = daemon.tick("annotation_sensor")
             assert first.status == TickStatus.SUCCESS and len(first.run_ids) == 1, first
             cursor = daemon.cursor("annotation_sensor")
             assert cursor
 
-            task = project_tasks(resources)[0]
             annotate(resources, task.id, "worn")  # made before the outage, not yet seen by the sensor
             switch.down()
             down = daemon.tick("annotation_sensor")
@@ -129,9 +128,10 @@ def test_label_studio_down_during_a_sensor_tick_fails_the_tick_keeps_the_cursor_
             switch.up()
             back = daemon.tick("annotation_sensor")
             assert back.status == TickStatus.SUCCESS and len(back.run_ids) == 1, back
-            assert datetime.fromisoformat(daemon.cursor("annotation_sensor")) > datetime.fromisoformat(cursor)
+            before, after = AnnotationState.from_json(cursor), AnnotationState.from_json(daemon.cursor("annotation_sensor"))
+            assert after.seen_at > before.seen_at and after.newest_annotated > before.newest_annotated
             (run,) = instance.get_runs(filters=dg.RunsFilter(run_ids=list(back.run_ids)))
-            assert run.job_name == "human_labels_job" and run.tags["fic/changed_tasks"] == "1"  # the annotation of the outage
+            assert run.job_name == "human_labels_job" and run.tags["fic/annotated_tasks"] == "2"  # with the annotation of the outage
             assert run.status == dg.DagsterRunStatus.QUEUED
         finally:
             daemon.close()

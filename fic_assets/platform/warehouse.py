@@ -140,20 +140,22 @@ SCHEMA: tuple[str, ...] = (
         created_at TIMESTAMPTZ,
         updated_at TIMESTAMPTZ NOT NULL,
         lead_time DOUBLE,
+        annotator_id BIGINT,            -- Label Studio's user id (completed_by); annotator is that user's e-mail
         PRIMARY KEY (project_key, annotation_id)
     )""",
     """CREATE TABLE IF NOT EXISTS labels (
         image_url TEXT PRIMARY KEY,     -- the resolved human label of an image, from the annotations of all
         item_id TEXT,                   -- projects (see labelling/labels.py)
         label TEXT NOT NULL,            -- worn / not_worn / unusable (unusable is kept, never trained on)
-        annotator TEXT,
+        annotator TEXT,                 -- who labelled: the user's e-mail (the demo's simulated annotator is its own user)
         annotated_at TIMESTAMPTZ NOT NULL,
         task_id BIGINT NOT NULL,
         annotation_id BIGINT NOT NULL,
         lead_time DOUBLE,
         annotations INTEGER NOT NULL,   -- usable annotations behind the label
         agreement DOUBLE NOT NULL,      -- share of annotators who chose the winning label
-        project_key INTEGER             -- the project of the annotation standing for the label
+        project_key INTEGER,            -- the project of the annotation standing for the label
+        annotator_id BIGINT             -- that user's Label Studio id (the annotation's completed_by)
     )""",
     # --- dataset (the image set) ---
     """CREATE TABLE IF NOT EXISTS image_rejects (
@@ -170,6 +172,8 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE brands ADD COLUMN IF NOT EXISTS gone_at TIMESTAMPTZ",
     "ALTER TABLE brands ADD COLUMN IF NOT EXISTS listing_status TEXT",
     "ALTER TABLE brands ADD COLUMN IF NOT EXISTS listing_checked_at TIMESTAMPTZ",
+    "ALTER TABLE annotations ADD COLUMN IF NOT EXISTS annotator_id BIGINT",
+    "ALTER TABLE labels ADD COLUMN IF NOT EXISTS annotator_id BIGINT",
     # images.item_id held one piece per image; each becomes that piece's link, once (piece_images empty).
     """INSERT INTO piece_images (item_id, image_url, position, is_packshot, first_seen, last_seen)
        SELECT item_id, image_url, position, is_packshot, first_seen, last_seen FROM images

@@ -6,7 +6,7 @@ from fic_assets.defs.model import artifact
 from fic_assets.platform import warehouse
 from fic_assets.defs.shared import DUCKDB_POOL
 from fic_assets.defs.labelling import labels
-from fic_assets.defs.labelling.client import LabelStudioResource, instructions, labeling_config
+from fic_assets.defs.labelling.client import PULLED_STATE, LabelStudioResource, instructions, labeling_config
 from fic_assets.defs.labelling.projects import ProjectRecord, SeenProject, register_project
 from fic_assets.defs.labelling.rounds import run_round
 from fic_assets.platform.warehouse import DuckDBResource
@@ -29,11 +29,12 @@ def log_project_change(context: dg.AssetExecutionContext, record: ProjectRecord,
     group_name="labelling",
     kinds={"labelstudio", "duckdb"},
     pool=DUCKDB_POOL,
-    description="The Label Studio project (labelling config and instructions), created or updated by title, and recorded in DuckDB `label_projects`: a new or re-created project starts a new project_key and leaves the labels of the old one untouched.",
+    description="The Label Studio project (labelling config and instructions, uncertainty sampling, and a first Data Manager tab 'Most uncertain first' ordered by the model's score), created or updated by title, and recorded in DuckDB `label_projects`: a new or re-created project starts a new project_key and leaves the labels of the old one untouched.",
 )
 def label_studio_project(context: dg.AssetExecutionContext, label_studio: LabelStudioResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
     with label_studio.session() as ls:
         state = ls.ensure_project(labeling_config(), instructions())
+        view_id = ls.ensure_uncertain_view(state.id)
         seen = ls.seen(state)
         on_server = ls.server_projects()
     with duckdb.connect() as con:
@@ -46,7 +47,7 @@ def label_studio_project(context: dg.AssetExecutionContext, label_studio: LabelS
             "updated": state.updated,
             "title": label_studio.project_title,
             **project_metadata(record),
-            "open_in_label_studio": dg.MetadataValue.url(f"{label_studio.url.rstrip('/')}/projects/{state.id}/data"),
+            "open_in_label_studio": dg.MetadataValue.url(f"{label_studio.url.rstrip('/')}/projects/{state.id}/data?tab={view_id}"),
         }
     )
 
@@ -61,7 +62,7 @@ class LabelTasksConfig(dg.Config):
     kinds={"labelstudio", "duckdb"},
     deps=["label_studio_project", "image_urls"],
     pool=DUCKDB_POOL,
-    description="A labelling round: images without a human label become Label Studio tasks (stratified over brands, with a pre-annotation). DuckDB `label_tasks`.",
+    description="A labelling round: images without a human label become Label Studio tasks (stratified over brands, with a pre-annotation); with a production model, open tasks of earlier rounds get its prediction too and the project's pre-labelling uses its version. DuckDB `label_tasks`.",
 )
 def label_tasks(context: dg.AssetExecutionContext, config: LabelTasksConfig, label_studio: LabelStudioResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
     with label_studio.session() as ls:
@@ -79,6 +80,8 @@ def label_tasks(context: dg.AssetExecutionContext, config: LabelTasksConfig, lab
             "brands_in_round": labelling_round.brands,
             "open_tasks": labelling_round.open_tasks,
             "pre_annotation": labelling_round.pre_annotation,
+            "open_tasks_rehinted": labelling_round.rehinted,
+            "project_model_version": labelling_round.project_model_version or "",
         }
     )
 
@@ -94,6 +97,8 @@ def human_labels(context: dg.AssetExecutionContext, label_studio: LabelStudioRes
     with label_studio.session() as ls:
         seen = ls.project()
         on_server = ls.server_projects()
+        # Before the export: a change made while it runs is newer than this, so annotation_sensor asks again.
+        pulled_state = ls.annotation_state(seen)
         rows = labels.annotation_rows(ls.annotated_tasks(seen.id), seen.id, ls.annotator_names())
     annotations = labels.annotations_frame(rows)
     with duckdb.connect() as con, warehouse.transaction(con):
@@ -115,5 +120,8 @@ def human_labels(context: dg.AssetExecutionContext, label_studio: LabelStudioRes
             "trainable": int(resolved["label"].isin(["worn", "not_worn"]).sum()),
             "disputed": int((resolved["agreement"] < 1).sum()),
             "unusable_annotations": dg.MetadataValue.json({str(k): int(v) for k, v in problems.items()}),
+            "by_annotator": dg.MetadataValue.json({str(k): int(v) for k, v in resolved["annotator"].value_counts().items()}),
+            "annotated_tasks": pulled_state.annotated_tasks,
+            PULLED_STATE: dg.MetadataValue.json(pulled_state.as_json()),  # where annotation_sensor starts from
         }
     )

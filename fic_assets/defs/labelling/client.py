@@ -30,6 +30,33 @@ TRAINABLE = ("worn", "not_worn")
 # Names in labeling_config.xml the pre-annotations and the simulated annotator must use.
 FROM_NAME, TO_NAME = "label", "image"
 PAGE_SIZE = 500
+# The Data Manager tab the project opens on, and how "Label All Tasks" picks the next task: the tasks the
+# model is least sure about first (the lowest score of the project's model version; none last).
+UNCERTAIN_VIEW_TITLE = "Most uncertain first"
+UNCERTAIN_ORDERING = ["tasks:predictions_score"]
+# Its columns when it is made (a person may change them later): the image, brand, score and who annotated stay;
+# Label Studio's bookkeeping columns go (hidden columns are not even computed).
+_BOOKKEEPING = ["inner_id", "annotations_results", "annotations_ids", "predictions_results", "file_upload", "storage_filename",
+                "created_at", "updated_at", "updated_by", "avg_lead_time", "draft_exists", "allow_skip", "data.item_id", "data.brand_slug"]
+_LABELLING_LIST = ["completed_at", "total_annotations", "cancelled_annotations", "total_predictions", "annotators",
+                   "predictions_model_versions", "data.brand", "data.is_packshot"]
+UNCERTAIN_VIEW_COLUMNS = {"hiddenColumns": {"explore": [f"tasks:{name}" for name in _BOOKKEEPING],
+                                            "labeling": [f"tasks:{name}" for name in _BOOKKEEPING + _LABELLING_LIST]}}
+SAMPLING = "Uncertainty sampling"
+
+
+def _number_filter(field: str, operator: str, value: int) -> dict:
+    return {"filter": f"filter:tasks:{field}", "operator": operator, "type": "Number", "value": value}
+
+
+# Tasks nobody answered yet (a skipped task counts as answered: it has a cancelled annotation).
+OPEN_TASKS_QUERY = json.dumps({"filters": {"conjunction": "and", "items": [
+    _number_filter("total_annotations", "equal", 0), _number_filter("cancelled_annotations", "equal", 0)]}})
+# Tasks with at least one annotation, skipped ones included, newest change first: what human_labels pulls.
+ANNOTATED_TASKS_QUERY = json.dumps({"filters": {"conjunction": "or", "items": [
+    _number_filter("total_annotations", "greater", 0), _number_filter("cancelled_annotations", "greater", 0)]},
+    "ordering": ["-tasks:updated_at"]})
+ALL_TASKS_QUERY = json.dumps({"filters": {"conjunction": "and", "items": []}, "ordering": ["-tasks:updated_at"]})
 
 
 ERROR_LINE_CHARS = 200
@@ -124,6 +151,60 @@ class LabelStudioResource(dg.ConfigurableResource):
             yield LabelStudioSession(self.client(http), self.url.rstrip("/"), self.project_title)
 
 
+@dataclass(frozen=True)
+class AnnotationState:
+    """What `human_labels` would pull from a project, in two small queries (no export): how many tasks have an
+    annotation and the newest change among them. Creating or editing an annotation moves its task's updated_at;
+    deleting a task's last one lowers the count; importing tasks or predictions changes neither, so a new round
+    is not an annotation change. `newest_task` (any task) only makes run keys unique."""
+
+    project: str  # "<id>@<created_at>": the project it describes (ids repeat on a fresh server)
+    annotated_tasks: int
+    newest_annotated: datetime | None
+    newest_task: datetime | None
+    seen_at: datetime  # taken before the queries: a change made during them is newer than this state
+
+    def differs_from(self, before: "AnnotationState | None") -> bool:
+        if before is None or before.project != self.project:
+            return self.annotated_tasks > 0
+        return (self.annotated_tasks, self.newest_annotated) != (before.annotated_tasks, before.newest_annotated)
+
+    def run_key(self) -> str:
+        newest = self.newest_task.isoformat() if self.newest_task else "none"
+        return f"annotations:{self.project}:{self.annotated_tasks}:{newest}"
+
+    def as_json(self) -> dict:
+        stamp = lambda value: value.isoformat() if value else None  # noqa: E731
+        return {"project": self.project, "annotated_tasks": self.annotated_tasks, "newest_annotated": stamp(self.newest_annotated),
+                "newest_task": stamp(self.newest_task), "seen_at": self.seen_at.isoformat()}
+
+    @classmethod
+    def from_json(cls, data) -> "AnnotationState | None":
+        """The state a cursor or a materialization recorded; None for anything else (a cursor of an older release)."""
+        try:
+            if isinstance(data, str):
+                data = json.loads(data)
+            stamp = lambda value: datetime.fromisoformat(value) if value else None  # noqa: E731
+            return cls(str(data["project"]), int(data["annotated_tasks"]), stamp(data["newest_annotated"]),
+                       stamp(data["newest_task"]), datetime.fromisoformat(data["seen_at"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+# The human_labels metadata entry holding the AnnotationState its pull started from.
+PULLED_STATE = "label_studio_state"
+
+
+def latest_state(*states: "AnnotationState | None") -> AnnotationState | None:
+    """The most recently seen of several recorded states (the sensor's cursor, the last pull's)."""
+    known = [state for state in states if state is not None]
+    return max(known, key=lambda state: state.seen_at) if known else None
+
+
+def project_identity(project: SeenProject) -> str:
+    return f"{project.id}@{project.created_at.isoformat() if project.created_at else ''}"
+
+
 @dataclass
 class ProjectState:
     id: int
@@ -154,12 +235,16 @@ class LabelStudioSession:
     def project_id(self) -> int:
         return self.project().id
 
+    def find_seen_project(self) -> SeenProject | None:
+        project = self._find()
+        return SeenProject(project.id, project.created_at, self.title, self.url) if project else None
+
     def project(self) -> SeenProject:
         """The project of this title, with what identifies it beyond its id (its creation time)."""
-        project = self._find()
+        project = self.find_seen_project()
         if project is None:
             raise LabelStudioError(f"Label Studio at {self.url} has no project {self.title!r}: materialize `label_studio_project` first")
-        return SeenProject(project.id, project.created_at, self.title, self.url)
+        return project
 
     def server_projects(self) -> dict[int, datetime | None]:
         """id -> created_at of every project on the server (tells a deleted project from a replaced one)."""
@@ -170,14 +255,43 @@ class LabelStudioSession:
         project_id = self.find_project()
         if project_id is None:
             project = self.ls.projects.create(
-                title=self.title, label_config=label_config, expert_instruction=expert_instruction, show_instruction=True
+                title=self.title, label_config=label_config, expert_instruction=expert_instruction, show_instruction=True,
+                sampling=SAMPLING, show_collab_predictions=True,
             )
             return ProjectState(project.id, created=True, updated=False, created_at=project.created_at)
         project = self.ls.projects.get(id=project_id)
-        if project.label_config.strip() == label_config.strip() and (project.expert_instruction or "") == expert_instruction:
+        if (project.label_config.strip() == label_config.strip() and (project.expert_instruction or "") == expert_instruction
+                and project.sampling == SAMPLING and project.show_collab_predictions):
             return ProjectState(project_id, created=False, updated=False, created_at=project.created_at)
-        self.ls.projects.update(id=project_id, label_config=label_config, expert_instruction=expert_instruction, show_instruction=True)
+        self.ls.projects.update(id=project_id, label_config=label_config, expert_instruction=expert_instruction, show_instruction=True,
+                                sampling=SAMPLING, show_collab_predictions=True)
         return ProjectState(project_id, created=False, updated=True, created_at=project.created_at)
+
+    def ensure_uncertain_view(self, project_id: int) -> int:
+        """The Data Manager tab ordered by the model's score, lowest (least sure) first, as the project's first tab:
+        the Data Manager opens on it. Idempotent; tabs a person added stay, after it. Returns the tab's id."""
+        views = list(self.ls.views.list(project=project_id))
+        ours = next((view for view in views if (view.data or {}).get("title") == UNCERTAIN_VIEW_TITLE), None)
+        data = {**((ours.data or {}) if ours else UNCERTAIN_VIEW_COLUMNS), "title": UNCERTAIN_VIEW_TITLE, "ordering": UNCERTAIN_ORDERING}
+        if ours is None:
+            ours = self.ls.views.create(project=project_id, data=data)
+        elif ours.data != data:
+            ours = self.ls.views.update(id=str(ours.id), project=project_id, data=data)
+        order = [ours.id] + [view.id for view in views if view.id != ours.id]
+        if [view.id for view in views] != order:
+            self.ls.views.update_order(project=project_id, ids=order)
+        return int(ours.id)
+
+    def set_model_version(self, project_id: int, version: str) -> bool:
+        """Point the project's pre-labelling ("Use predictions from") at version; True when it changed. Label
+        Studio accepts only a version some prediction of the project has."""
+        if self.ls.projects.get(id=project_id).model_version == version:
+            return False
+        self.ls.projects.update(id=project_id, model_version=version)
+        return True
+
+    def model_version(self, project_id: int) -> str | None:
+        return self.ls.projects.get(id=project_id).model_version or None
 
     def seen(self, state: ProjectState) -> SeenProject:
         return SeenProject(state.id, state.created_at, self.title, self.url)
@@ -191,6 +305,30 @@ class LabelStudioSession:
         if len(task_ids) != len(tasks):
             raise LabelStudioError(f"Label Studio at {self.url} created {len(task_ids)} of {len(tasks)} tasks")
         return task_ids
+
+    def import_predictions(self, project_id: int, predictions: Sequence[dict]) -> int:
+        """Add predictions ({"task", "model_version", "score", "result"}) to existing tasks, in bulk. Unlike
+        creating them one by one this leaves the tasks' updated_at alone."""
+        created = 0
+        for start in range(0, len(predictions), PAGE_SIZE):
+            response = self.ls.projects.import_predictions(id=project_id, request=list(predictions[start : start + PAGE_SIZE]))
+            created += int(response.created or 0)
+        return created
+
+    def open_tasks_by_id(self, project_id: int) -> dict[int, str | None]:
+        """task id -> image URL of every task nobody answered yet."""
+        return {
+            int(task.id): (task.data or {}).get("image")
+            for task in self.ls.tasks.list(project=project_id, fields="task_only", query=OPEN_TASKS_QUERY, page_size=PAGE_SIZE)
+        }
+
+    def ensure_user(self, email: str, first_name: str, last_name: str) -> int:
+        """The id of the user with this e-mail in the organisation, created (without a password: it cannot log
+        in) when missing."""
+        for user in self.ls.users.list():
+            if (user.email or "").lower() == email.lower():
+                return int(user.id)
+        return int(self.ls.users.create(email=email, username=email.split("@")[0], first_name=first_name, last_name=last_name).id)
 
     def project_tasks(self, project_id: int) -> dict[int, str | None]:
         """task id -> image URL for every task of the project (reconciles DuckDB with what Label Studio has:
@@ -216,19 +354,17 @@ class LabelStudioSession:
         body = b"".join(self.ls.projects.exports.download_sync(id=project_id, export_type="JSON", download_all_tasks=False))
         return json.loads(body)
 
-    def changed_since(self, project_id: int, cursor: datetime | None) -> tuple[int, datetime | None]:
-        """How many tasks changed after cursor, and the newest change. Creating, editing or deleting an
-        annotation moves the task's updated_at, so this sees all three without exporting anything."""
-        items = []
-        if cursor is not None:
-            # The Data Manager parses exactly this format (UTC, microseconds, "Z"); "+00:00" is a server error.
-            value = cursor.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            items.append({"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": value})
-        query = {"filters": {"conjunction": "and", "items": items}, "ordering": ["-tasks:updated_at"]}
-        pager = self.ls.tasks.list(project=project_id, fields="task_only", page_size=1, query=json.dumps(query))
+    def _newest_task(self, project_id: int, query: str) -> tuple[int, datetime | None]:
+        """(how many tasks match query, the updated_at of the first): one page of one task."""
+        pager = self.ls.tasks.list(project=project_id, fields="task_only", page_size=1, query=query)
         page = next(iter(pager.iter_pages()))
-        newest = page.items[0].updated_at if page.items else None
-        return int(page.response.total or 0), newest
+        return int(page.response.total or 0), (page.items[0].updated_at if page.items else None)
+
+    def annotation_state(self, project: SeenProject) -> AnnotationState:
+        seen_at = datetime.now(timezone.utc)
+        annotated, newest_annotated = self._newest_task(project.id, ANNOTATED_TASKS_QUERY)
+        _, newest_task = self._newest_task(project.id, ALL_TASKS_QUERY)
+        return AnnotationState(project_identity(project), annotated, newest_annotated, newest_task, seen_at)
 
     def annotator_names(self) -> dict[int, str]:
         """user id -> email: annotations name their annotator by id."""

@@ -27,7 +27,7 @@ from fic_assets.platform import warehouse
 
 ANNOTATION_COLUMNS = [
     "project_key", "annotation_id", "project_id", "task_id", "image_url", "item_id", "annotator",
-    "label", "problem", "created_at", "updated_at", "lead_time",
+    "label", "problem", "created_at", "updated_at", "lead_time", "annotator_id",
 ]
 
 
@@ -80,6 +80,7 @@ def annotation_rows(tasks: Iterable, project_id: int, annotators: dict[int, str]
                     "created_at": _field(annotation, "created_at"),
                     "updated_at": _field(annotation, "updated_at") or _field(annotation, "created_at"),
                     "lead_time": _field(annotation, "lead_time"),
+                    "annotator_id": int(completed_by) if completed_by is not None else None,
                 }
             )
     return rows
@@ -93,17 +94,20 @@ def annotations_frame(rows: list[dict]) -> pd.DataFrame:
     frame["annotation_id"] = frame["annotation_id"].astype("int64")
     frame["task_id"] = frame["task_id"].astype("int64")
     frame["project_key"] = frame["project_key"].astype("Int64")
+    frame["annotator_id"] = frame["annotator_id"].astype("Int64")
     return frame.drop_duplicates(["project_key", "annotation_id"])
 
 
-LABEL_COLUMNS = ["image_url", "item_id", "label", "annotator", "annotated_at", "task_id", "annotation_id", "lead_time", "annotations", "agreement", "project_key"]
+LABEL_COLUMNS = ["image_url", "item_id", "label", "annotator", "annotated_at", "task_id", "annotation_id", "lead_time", "annotations", "agreement",
+                 "project_key", "annotator_id"]
 
 
 def resolve_labels(annotations: pd.DataFrame) -> pd.DataFrame:
     """One label per image by the module's conflict rule."""
     usable = annotations[annotations["label"].notna() & annotations["image_url"].notna()]
-    if "project_key" not in usable.columns:
-        usable = usable.assign(project_key=pd.NA)
+    for column in ("project_key", "annotator_id"):
+        if column not in usable.columns:
+            usable = usable.assign(**{column: pd.NA})
     columns = LABEL_COLUMNS
     if usable.empty:
         return pd.DataFrame(columns=columns)
@@ -131,9 +135,9 @@ def replace_project_annotations(con: duckdb.DuckDBPyConnection, project_key: int
         con.execute("DELETE FROM annotations WHERE project_key = ?", [project_key])
         con.execute(
             """INSERT INTO annotations (project_key, annotation_id, project_id, task_id, image_url, item_id, annotator, label,
-                   problem, created_at, updated_at, lead_time)
+                   problem, created_at, updated_at, lead_time, annotator_id)
                SELECT ?, annotation_id, project_id, task_id, image_url, item_id, annotator, label, problem,
-                   created_at, updated_at, lead_time FROM pulled_annotations""",
+                   created_at, updated_at, lead_time, annotator_id FROM pulled_annotations""",
             [project_key],
         )
     finally:
@@ -148,6 +152,7 @@ def stored_annotations(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         frame[column] = pd.to_datetime(frame[column], utc=True)
     frame["lead_time"] = pd.to_numeric(frame["lead_time"], errors="coerce").astype("float64")
     frame["project_key"] = frame["project_key"].astype("Int64")
+    frame["annotator_id"] = frame["annotator_id"].astype("Int64")
     return frame
 
 
@@ -159,6 +164,7 @@ def write_labels(con: duckdb.DuckDBPyConnection, resolved: pd.DataFrame, project
     benchmarks)."""
     resolved = resolved.reindex(columns=LABEL_COLUMNS)
     resolved["project_key"] = resolved["project_key"].astype("Int64")
+    resolved["annotator_id"] = resolved["annotator_id"].astype("Int64")
     before = dict(con.execute("SELECT image_url, label FROM labels").fetchall())
     con.register("resolved_labels", resolved)
     try:

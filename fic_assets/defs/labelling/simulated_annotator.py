@@ -2,22 +2,25 @@
 
 It is not a labelling tool. The demo cannot wait for a person, so this stands in for one, through the same
 Label Studio API a person's browser uses (one annotation per task, with a lead time), and makes mistakes at a
-configurable rate so the loop sees realistic, imperfect labels. Images the demo shop breaks on purpose
+configurable rate so the loop sees realistic, imperfect labels.
+
+It annotates as a Label Studio user of its own (SIMULATED_ANNOTATOR), never as the admin a person logs in as, so
+`labels.annotator` / `annotator_id` tell its labels from a person's. Label Studio 1.23 gives an API token only
+to the user who asks for it, and a user made through the API has no password, so the platform's (admin) token
+creates the annotation with `completed_by` set to that user, as the annotations API documents: Label Studio
+then shows and exports the simulated user as the annotator. Images the demo shop breaks on purpose
 (404, empty, truncated, HTML, decompression bomb) are answered `unusable`, as a person would.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 
-from fic_assets.defs.labelling.client import LabelStudioSession, choice_result
+from fic_assets.defs.labelling.client import OPEN_TASKS_QUERY, LabelStudioSession, choice_result
 
 UNUSABLE_DEFECTS = {"missing", "empty", "truncated", "html", "huge"}
-OPEN_TASKS_QUERY = json.dumps(
-    {"filters": {"conjunction": "and", "items": [{"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]}}
-)
+SIMULATED_ANNOTATOR = {"email": "simulated-annotator@fic.local", "first_name": "Simulated", "last_name": "annotator (demo)"}
 
 
 @dataclass
@@ -50,6 +53,7 @@ def annotate_open_tasks(
 ) -> AnnotatorReport:
     rng = random.Random(seed)
     report = AnnotatorReport()
+    user_id = session.ensure_user(**SIMULATED_ANNOTATOR)
     open_tasks = session.ls.tasks.list(project=project_id, fields="task_only", query=OPEN_TASKS_QUERY, page_size=500)
     for task in open_tasks:
         if limit is not None and report.answered >= limit:
@@ -59,7 +63,8 @@ def annotate_open_tasks(
             report.unknown_image += 1
             continue
         label, wrong = answer(true_label, rng, error_rate)
-        session.ls.annotations.create(id=task.id, result=choice_result(label), lead_time=round(rng.uniform(0.8, 4.0), 2))
+        session.ls.annotations.create(id=task.id, result=choice_result(label), lead_time=round(rng.uniform(0.8, 4.0), 2),
+                                      completed_by=user_id)
         report.answered += 1
         report.wrong_on_purpose += wrong
         report.unusable += label == "unusable"

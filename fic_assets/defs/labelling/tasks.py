@@ -68,6 +68,12 @@ def interleave_brands(frame: pd.DataFrame, order_by: str) -> pd.DataFrame:
     return ranked.sort_values(["_rank", "brand_slug"]).drop(columns="_rank")
 
 
+def model_hints(worn: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(pre_label, pre_score) for P(worn) scores: the likelier label and the model's confidence in it, so the lowest
+    score is the least sure (Label Studio's uncertainty order)."""
+    return worn.ge(0.5).map({True: "worn", False: "not_worn"}), worn.where(worn >= 0.5, 1 - worn)
+
+
 def add_model_pre_annotations(candidates: pd.DataFrame, scores: dict[str, float], model_version: str, limit: int) -> pd.DataFrame:
     """Pre-annotate with the production model and keep the `limit` most uncertain images, brands interleaved.
 
@@ -77,12 +83,16 @@ def add_model_pre_annotations(candidates: pd.DataFrame, scores: dict[str, float]
     frame = add_pre_annotations(candidates)
     scored = frame["image_url"].isin(scores.keys())
     worn = frame.loc[scored, "image_url"].map(scores).astype("float64")
-    frame.loc[scored, "pre_label"] = worn.ge(0.5).map({True: "worn", False: "not_worn"})
-    frame.loc[scored, "pre_score"] = worn.where(worn >= 0.5, 1 - worn)
+    frame.loc[scored, "pre_label"], frame.loc[scored, "pre_score"] = model_hints(worn)
     frame.loc[scored, "pre_model_version"] = model_version
     frame["uncertainty"] = (worn - 0.5).abs().reindex(frame.index).fillna(1.0)
     chosen = pd.concat([interleave_brands(frame[scored], "uncertainty"), frame[~scored]])
     return chosen.drop(columns="uncertainty").head(limit)
+
+
+def build_prediction(row: dict) -> dict:
+    """The pre-annotation of a row (pre_label, pre_score, pre_model_version) as a Label Studio prediction."""
+    return {"model_version": row["pre_model_version"], "score": float(row["pre_score"]), "result": choice_result(row["pre_label"])}
 
 
 def build_task(row: dict) -> dict:
@@ -95,10 +105,43 @@ def build_task(row: dict) -> dict:
             "brand_slug": row["brand_slug"],
             "is_packshot": bool(row["is_packshot"]),
         },
-        "predictions": [
-            {"model_version": row["pre_model_version"], "score": float(row["pre_score"]), "result": choice_result(row["pre_label"])}
-        ],
+        "predictions": [build_prediction(row)],
     }
+
+
+def tasks_without_hint_of(con: duckdb.DuckDBPyConnection, project_key: int, model_version: str, task_ids: Sequence[int]) -> pd.DataFrame:
+    """The live tasks among task_ids whose hint is not by model_version (columns task_id, image_url)."""
+    return con.execute(
+        """SELECT task_id, image_url FROM label_tasks
+           WHERE project_key = ? AND retired_at IS NULL AND list_contains(?, task_id)
+             AND pre_model_version IS DISTINCT FROM ?
+           ORDER BY task_id""",
+        [project_key, [int(task_id) for task_id in task_ids], model_version],
+    ).df()
+
+
+def add_task_hints(stale: pd.DataFrame, scores: dict[str, float], model_version: str) -> pd.DataFrame:
+    """The model's hint for each task of `stale` whose image it could read (the others keep theirs)."""
+    frame = stale[stale["image_url"].isin(scores.keys())].copy()
+    frame["pre_label"], frame["pre_score"] = model_hints(frame["image_url"].map(scores).astype("float64"))
+    frame["pre_model_version"] = model_version
+    return frame
+
+
+def record_hints(con: duckdb.DuckDBPyConnection, project_key: int, hinted: pd.DataFrame) -> None:
+    """The hint a task shows now (label_tasks.pre_*), after the model's prediction was added to it."""
+    frame = hinted[["task_id", "image_url", "pre_label", "pre_score", "pre_model_version"]].assign(project_key=project_key)
+    frame["pre_score"] = frame["pre_score"].astype("float64")
+    frame["created_at"] = warehouse.utcnow()  # kept: only a row that was never recorded takes it
+    warehouse.upsert(con, "label_tasks", frame, key=["project_key", "task_id"], keep=["created_at"])
+
+
+def has_hints_of(con: duckdb.DuckDBPyConnection, project_key: int, model_version: str) -> bool:
+    """Does some task of the project carry a prediction by model_version (the only versions Label Studio lets
+    the project's pre-labelling point at)?"""
+    return bool(con.execute(
+        "SELECT count(*) FROM label_tasks WHERE project_key = ? AND pre_model_version = ?", [project_key, model_version]
+    ).fetchall()[0][0])
 
 
 def record_tasks(con: duckdb.DuckDBPyConnection, project_key: int, project_id: int, rows: Sequence[dict], task_ids: Sequence[int]) -> None:
