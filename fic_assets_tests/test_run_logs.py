@@ -21,7 +21,7 @@ from fic_assets.platform import warehouse
 from fic_assets.platform.instance import TEMPLATE
 from fic_assets.platform.warehouse import DuckDBResource
 from fic_assets_tests.hostile_host import HostileHost
-from fic_assets_tests.test_ml import FAST_PARAMS
+from fic_assets_tests.test_model import FAST_PARAMS
 
 
 @pytest.fixture
