@@ -61,7 +61,7 @@ class PipesProgress:
     """In a Dagster Pipes process, the crawl's progress in the Dagster run's log while it crawls.
 
     Every FIC_PROGRESS_SECONDS one line: pages, items, drops by reason, and the brands that moved since the last
-    line with their own counts; one last line when the spider closes. Off (NotConfigured) for a plain
+    line with their own counts; one last line with every brand when the spider closes. Off (NotConfigured) for a plain
     `scrapy crawl`, which Dagster did not start: Scrapy's own LogStats covers that.
     """
 
@@ -104,7 +104,7 @@ class PipesProgress:
         moved = []
         for slug, brand in sorted(brand_stats.per_brand(stats).items()):
             counts = (brand["pages"], self.items_by_brand[slug], brand["dropped"])
-            if self.reported.get(slug) != counts:
+            if final or self.reported.get(slug) != counts:
                 self.reported[slug] = counts
                 moved.append(f"{slug} {counts[0]} pages / {counts[1]} items / {counts[2]} dropped")
         if moved:

@@ -207,11 +207,11 @@ def brand_catalogue(context: dg.AssetExecutionContext, crawler: CrawlerResource,
     if gone:
         context.log.warning(f"brand listing(s) gone (404/410), marked in `brands`.gone_at: {gone}")
     counts = brand_stats.per_brand(result.stats)
+    of_run = {"run": dg.MetadataValue.json(run), "crawl_log": dg.MetadataValue.path(str(result.log_path))}
     for slug in slugs:
         own = brand_metadata(statuses[slug], upserts.get(slug) or total_upsert([]), counts.get(slug) or brand_stats.empty())
         for name in selected:
-            context.add_asset_metadata(own[name], asset_key=name, partition_key=slug)
+            # Each partition's materialization: the brand's own counts first, then the run it was part of.
+            context.add_asset_metadata({**own[name], **of_run}, asset_key=name, partition_key=slug)
     for name in selected:
-        # Every partition's materialization: its own counts (above), then the run it was part of.
-        yield dg.MaterializeResult(
-            asset_key=name, metadata={"run": dg.MetadataValue.json(run), "crawl_log": dg.MetadataValue.path(str(result.log_path))})
+        yield dg.MaterializeResult(asset_key=name)
