@@ -86,12 +86,20 @@ def test_one_run_crawls_two_brands_and_a_rerun_adds_no_rows(platform, catalogue)
     for url, flag in packshots.items():
         assert flag == ("filter=packshot" in url)
 
-    metadata = first.asset_materializations_for_node("brand_catalogue")[0].metadata
-    assert metadata["pieces"].value == len(stored)
-    # Bad input: Björn Borg's truncated product page (cut before its gallery) is the one recorded drop; Levi's
-    # pages without / with broken JSON-LD are parsed from the markup and stored.
-    assert metadata["dropped_by_reason"].value == {"no_images": 1}
-    assert metadata["dropped"].value == 1
+    # Each brand partition's materialization carries the brand's own counts, and the run's beside them.
+    by_partition = {m.partition: m.metadata for m in first.asset_materializations_for_node("brand_catalogue")
+                    if m.asset_key == dg.AssetKey("pieces")}
+    assert set(by_partition) == set(partitions)
+    for path in partitions:
+        assert by_partition[path]["pieces"].value == len(expected_products(catalogue, path)) > 0
+        assert by_partition[path]["listing_status"].value == "ok" and by_partition[path]["pages"].value > 0
+    assert by_partition["levis"]["run"].value["pieces"] == len(stored) and by_partition["levis"]["run"].value["brands"] == 2
+    # Bad input: Björn Borg's truncated product page (cut before its gallery) is the one recorded drop, and only
+    # Björn Borg's; Levi's pages without / with broken JSON-LD are parsed from the markup and stored.
+    assert by_partition["bjorn-borg"]["dropped_by_reason"].value == {"no_images": 1}
+    assert by_partition["levis"]["dropped_by_reason"].value == {} and by_partition["levis"]["dropped"].value == 0
+    assert by_partition["levis"]["run"].value["dropped_by_reason"] == {"no_images": 1}
+    assert by_partition["levis"]["run"].value["dropped"] == 1
     broken_markup = [p.sku for p in catalogue.products if p.brand.path == "levis" and p.page_defect in ("no_jsonld", "broken_jsonld")]
     assert broken_markup and set(broken_markup) <= set(stored)
 

@@ -54,11 +54,18 @@ class Platform:
             return con.execute(sql, params or []).fetchall()
 
 
-def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+def metadata(result: dg.ExecuteInProcessResult, asset: str, partition: str | None = None) -> dict:
+    """One materialization's metadata: of `partition`, or the run's first (a brand partition's own counts, and the
+    whole run's under `run`)."""
     node = "brand_catalogue" if asset in ("pieces", "image_urls") else asset
-    # One materialization per partition of the run, all with the run's metadata.
-    event = next(m for m in result.asset_materializations_for_node(node) if m.asset_key.to_user_string() == asset)
+    event = next(m for m in result.asset_materializations_for_node(node)
+                 if m.asset_key.to_user_string() == asset and partition in (None, m.partition))
     return {key: value.value for key, value in event.metadata.items()}
+
+
+def run_metadata(result: dg.ExecuteInProcessResult) -> dict:
+    """What the crawl run did as a whole, as every brand partition of it records it."""
+    return metadata(result, "pieces")["run"]
 
 
 def failure(result: dg.ExecuteInProcessResult) -> tuple[str, dict]:
@@ -169,7 +176,7 @@ def test_colliding_brands_are_crawled_under_their_own_partition_keys(platform, c
     for name, path in BRANDS:
         if path not in GONE and path != "hostile":
             assert stored[brand_sku(path)] == keys[path], (name, path)
-    assert metadata(result, "pieces")["brands_without_pieces"] == []
+    assert run_metadata(result)["brands_without_pieces"] == []
     assert platform.instance.get_materialized_partitions(dg.AssetKey("pieces")) >= {keys["LEVIS"], keys["levi's"], keys["★"]}
 
 
@@ -188,9 +195,10 @@ def test_listings_answering_404_and_410_in_a_multi_brand_run_mark_those_brands_g
         assert row["gone_at"] is not None and row["delisted_at"] is None
     answered = [row for path, row in stored.items() if path not in GONE]
     assert all(row["listing_status"] == "ok" and row["last_crawled"] and row["gone_at"] is None for row in answered)
-    meta = metadata(result, "pieces")
+    meta = run_metadata(result)
     assert meta["gone_brands"] == ["closed-label", "gone-brand"] and meta["failed_brands"] == {}
     assert meta["listing_status"] == {"ok": 10, "http_404": 1, "http_410": 1}
+    assert metadata(result, "pieces", "gone-brand")["listing_status"] == "http_404"  # each partition its own
     assert any("gone (404/410)" in message for message in warnings(platform.instance, result.run_id))
 
 
@@ -280,7 +288,7 @@ def test_two_json_ld_products_none_matching_the_page_is_dropped_with_its_reason(
     counted as `ambiguous_product`, the log naming the page and why."""
     result, stats = crawled
     assert piece(platform, "Ambiguous Coat") is None
-    assert metadata(result, "pieces")["dropped_by_reason"]["ambiguous_product"] == 1
+    assert metadata(result, "pieces", "hostile")["dropped_by_reason"]["ambiguous_product"] == 1
     log = Path(metadata(result, "pieces")["crawl_log"]).read_text(encoding="utf-8")
     assert "hostile-ambiguous-ho1000002-k11.html (ambiguous_product): 2 schema.org Products" in log
 
@@ -313,7 +321,7 @@ def test_javascript_data_and_ftp_image_urls_from_json_ld_never_reach_the_feed(pl
     stored = [row[0] for row in platform.rows("SELECT image_url FROM images UNION ALL SELECT image_url FROM piece_images")]
     assert all(url.startswith("http://") for url in stored)
     assert images_of(platform, "Image Schemes Dress") == ["dress.jpg"]
-    notes = metadata(result, "pieces")["parse_notes"]
+    notes = run_metadata(result)["parse_notes"]
     assert notes["image_dropped/scheme_javascript"] == 4 and notes["image_dropped/scheme_ftp"] == 2
     assert notes["image_dropped/scheme_data"] == 1  # the gallery's data: image is left out before (never a gallery image)
     assert piece(platform, "Only Bad Images Top") is None and stats["fic/dropped/no_images"] == 1
@@ -333,7 +341,7 @@ def test_offers_in_two_currencies_on_a_page_showing_no_price_store_no_price(plat
     result, _ = crawled
     stored = piece(platform, "Two Currencies Cardigan")
     assert (stored["price"], stored["currency"]) == (None, None)
-    assert metadata(result, "pieces")["parse_notes"]["ambiguous_currency"] == 1
+    assert run_metadata(result)["parse_notes"]["ambiguous_currency"] == 1
 
 
 def test_prices_1e308_infinity_nan_and_negative_are_rejected(platform, crawled):
@@ -344,7 +352,7 @@ def test_prices_1e308_infinity_nan_and_negative_are_rejected(platform, crawled):
         stored = piece(platform, name)
         assert (stored["price"], stored["currency"]) == (None, None), name
     assert platform.rows("SELECT count(*) FROM price_history WHERE NOT isfinite(price) OR price <= 0 OR price > 1e7") == [(0,)]
-    assert metadata(result, "pieces")["parse_notes"]["price_rejected"] == 7
+    assert run_metadata(result)["parse_notes"]["price_rejected"] == 7
 
 
 def test_image_url_shared_by_two_products_is_stored_for_both_whatever_the_crawl_order(platform, crawled):
@@ -364,7 +372,8 @@ def test_image_url_shared_by_two_products_is_stored_for_both_whatever_the_crawl_
         owner = con.execute("SELECT item_id FROM images WHERE image_url = ?", [shared[0][0]]).fetchone()[0]
     assert before == after and (again.images_new, again.image_links_new) == (0, 0)
     assert owner == "HO1000013-K11"
-    assert metadata(result, "image_urls")["image_links"] == metadata(result, "image_urls")["images"] + 1
+    hostile = metadata(result, "image_urls", "hostile")
+    assert hostile["image_links"] == hostile["images"] + 1
 
 
 # --- existing DuckDB files -----------------------------------------------------------------------------------

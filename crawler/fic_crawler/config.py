@@ -21,6 +21,7 @@ ENV_DEFAULTS: dict[str, str] = {
     "FIC_SPLASH_URL": "http://127.0.0.1:8050",
     "FIC_HTTP_CACHE": "false",
     "FIC_STATS_FILE": "",
+    "FIC_PROGRESS_SECONDS": "5",
     "FIC_CHROMIUM": "/usr/bin/chromium",
     "FIC_USER_AGENT": "fic-crawler/0.1 (fashion image research crawler; obeys robots.txt)",
 }

@@ -1,4 +1,5 @@
-"""Item checks. Every drop is counted as `fic/dropped/<reason>` so the Dagster asset can say why."""
+"""Item checks. Every drop is counted as `fic/dropped/<reason>` (and per brand, fic_crawler.brand_stats) so the
+Dagster asset can say why."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.statscollectors import StatsCollector
 
+from fic_crawler import brand_stats
 from fic_crawler.items import BrandItem, ProductItem
 
 
@@ -40,8 +42,10 @@ class _StatsPipeline:
     def from_crawler(cls, crawler: Crawler) -> _StatsPipeline:
         return cls(crawler.stats)
 
-    def drop(self, reason: str, detail: str, log_level: str = "WARNING") -> DropItem:
+    def drop(self, item: Any, reason: str, detail: str, log_level: str = "WARNING") -> DropItem:
         self.stats.inc_value(f"fic/dropped/{reason}")
+        if isinstance(item, ProductItem) and item.get("brand_slug"):
+            self.stats.inc_value(brand_stats.dropped_key(item["brand_slug"], reason))
         return DropItem(f"{reason}: {detail}", log_level=log_level)
 
 
@@ -52,7 +56,7 @@ class ValidationPipeline(_StatsPipeline):
         adapter = ItemAdapter(item)
         problem = product_problem(adapter)
         if problem:
-            raise self.drop(problem, str(adapter.get("url")))
+            raise self.drop(item, problem, str(adapter.get("url")))
         if adapter.get("price") is None:
             self.stats.inc_value("fic/warnings/missing_price")
         return item
@@ -71,6 +75,6 @@ class DedupePipeline(_StatsPipeline):
             return item
         if key in self.seen:
             # Expected on a live shop (a product moves between pages mid-crawl), so not a warning.
-            raise self.drop("duplicate", key, log_level="INFO")
+            raise self.drop(item, "duplicate", key, log_level="INFO")
         self.seen.add(key)
         return item

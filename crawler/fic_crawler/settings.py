@@ -20,6 +20,8 @@ FIC_SPLASH_URL = env("FIC_SPLASH_URL")
 FIC_HTTP_CACHE = truthy(env("FIC_HTTP_CACHE"))
 FIC_STATS_FILE = env("FIC_STATS_FILE")
 FIC_CHROMIUM = env("FIC_CHROMIUM")
+# How often a crawl Dagster started (a Pipes process) logs its progress into the run.
+FIC_PROGRESS_SECONDS = float(env("FIC_PROGRESS_SECONDS"))
 
 # --- politeness ------------------------------------------------------------------------------------------
 # Honest: says what it is; operators add a contact URL or address for the real shop (FIC_USER_AGENT).
@@ -54,6 +56,7 @@ ITEM_PIPELINES = {
 }
 EXTENSIONS = {
     "fic_crawler.extensions.StatsFile": 900,
+    "fic_crawler.extensions.PipesProgress": 910,
 }
 
 # Scrapy 2.13's default; scrapy-playwright needs it, so it is stated rather than implied.

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 
+from fic_assets.platform import progress
 from fic_assets.platform import settings
 from fic_assets.platform import warehouse
 from fic_assets.platform.instance import prepare_dagster_home
@@ -48,7 +49,7 @@ QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def say(message: str) -> None:
-    print(f"[fic demo] {message}", flush=True)
+    progress.say(f"[fic demo] {message}")  # above the step bar, when there is one
 
 
 def shop_answers(url: str) -> bool:
@@ -297,11 +298,21 @@ def main(argv: list[str] | None = None) -> int:
 
         for run_id in release_dead_runs(instance):  # an earlier demo killed hard would hold the duckdb pool slot
             say(f"released run {run_id}: its process was gone")
+        # The four steps of the docstring as a bar on stderr (a terminal only): where a 6-minute demo is.
+        steps = progress.bar(total=1 if args.crawl_only else 4, desc="fic demo: crawl", unit="step")
         crawl(defs, instance)
+        steps.update()
         if not args.crawl_only:
+            steps.set_description("fic demo: labelling")
             label(defs, instance, args.error_rate, catalogue)
+            steps.update()
+            steps.set_description("fic demo: model")
             retrain_and_relabel(defs, instance)
+            steps.update()
+            steps.set_description("fic demo: predictions")
             predict_and_report(defs, instance, catalogue)
+            steps.update()
+        steps.close()
 
     with warehouse.connect(settings.get("FIC_DUCKDB"), read_only=True) as con:
         counts = warehouse.table_counts(con)

@@ -490,11 +490,14 @@ def _frames(items: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     return piece_frame, image_frame, link_frame.reset_index(drop=True), skipped
 
 
-def upsert_items(con: duckdb.DuckDBPyConnection, items: Iterable[dict], seen_at: datetime | None = None) -> CrawlUpsert:
+def upsert_items(con: duckdb.DuckDBPyConnection, items: Iterable[dict], seen_at: datetime | None = None,
+                 pieces: bool = True, images: bool = True) -> CrawlUpsert:
     """Store crawled products and their images in one transaction.
 
     Re-running with the same items changes no row count; a changed price appends to price_history.
-    flag_model is never touched here: it belongs to the model.
+    flag_model is never touched here: it belongs to the model. `pieces=False` leaves pieces and price_history
+    alone, `images=False` images and piece_images (a run that materializes only one of the two assets); the
+    counts are the same either way.
     """
     seen_at = seen_at or utcnow()
     piece_frame, image_frame, link_frame, skipped = _frames(items)
@@ -518,27 +521,31 @@ def upsert_items(con: duckdb.DuckDBPyConnection, items: Iterable[dict], seen_at:
             # A price row when a piece is new or its price/currency moved; before the pieces upsert so the
             # comparison sees the old price. Not upsert(): the rows come from a join, and a row already stored for
             # this (item_id, seen_at), a re-run of the same crawl, is left alone.
-            price_changes = con.execute(
-                """INSERT INTO price_history (item_id, price, currency, seen_at)
-                   SELECT i.item_id, i.price, i.currency, i.last_seen
-                   FROM incoming_pieces i LEFT JOIN pieces p USING (item_id)
-                   WHERE p.item_id IS NULL OR p.price IS DISTINCT FROM i.price OR p.currency IS DISTINCT FROM i.currency
-                   ON CONFLICT DO NOTHING"""
-            ).fetchone()[0]
-            # _frames cut the rows sharing a key (their counts above need that): upsert() need not again.
-            upsert(con, "pieces", piece_frame, key=["item_id"], keep=["first_seen"], deduplicated=True)
-            # Not upsert(): images.item_id is the smallest item_id that showed the image, whichever crawl came
-            # first, and position / is_packshot follow that piece; only last_seen is simply replaced.
-            con.execute(
-                """INSERT INTO images (image_url, item_id, position, is_packshot, first_seen, last_seen)
-                   SELECT image_url, item_id, position, is_packshot, first_seen, last_seen FROM incoming_images
-                   ON CONFLICT (image_url) DO UPDATE SET
-                       item_id = least(images.item_id, excluded.item_id),
-                       position = CASE WHEN excluded.item_id <= images.item_id THEN excluded.position ELSE images.position END,
-                       is_packshot = CASE WHEN excluded.item_id <= images.item_id THEN excluded.is_packshot ELSE images.is_packshot END,
-                       last_seen = excluded.last_seen"""
-            )
-            upsert(con, "piece_images", link_frame, key=["item_id", "image_url"], keep=["first_seen"], deduplicated=True)
+            changed = """FROM incoming_pieces i LEFT JOIN pieces p USING (item_id)
+                   WHERE p.item_id IS NULL OR p.price IS DISTINCT FROM i.price OR p.currency IS DISTINCT FROM i.currency"""
+            if pieces:
+                price_changes = con.execute(
+                    f"""INSERT INTO price_history (item_id, price, currency, seen_at)
+                       SELECT i.item_id, i.price, i.currency, i.last_seen {changed}
+                       ON CONFLICT DO NOTHING"""
+                ).fetchone()[0]
+                # _frames cut the rows sharing a key (their counts above need that): upsert() need not again.
+                upsert(con, "pieces", piece_frame, key=["item_id"], keep=["first_seen"], deduplicated=True)
+            else:
+                price_changes = con.execute(f"SELECT count(*) {changed}").fetchone()[0]
+            if images:
+                # Not upsert(): images.item_id is the smallest item_id that showed the image, whichever crawl came
+                # first, and position / is_packshot follow that piece; only last_seen is simply replaced.
+                con.execute(
+                    """INSERT INTO images (image_url, item_id, position, is_packshot, first_seen, last_seen)
+                       SELECT image_url, item_id, position, is_packshot, first_seen, last_seen FROM incoming_images
+                       ON CONFLICT (image_url) DO UPDATE SET
+                           item_id = least(images.item_id, excluded.item_id),
+                           position = CASE WHEN excluded.item_id <= images.item_id THEN excluded.position ELSE images.position END,
+                           is_packshot = CASE WHEN excluded.item_id <= images.item_id THEN excluded.is_packshot ELSE images.is_packshot END,
+                           last_seen = excluded.last_seen"""
+                )
+                upsert(con, "piece_images", link_frame, key=["item_id", "image_url"], keep=["first_seen"], deduplicated=True)
         finally:
             con.unregister("incoming_pieces")
             con.unregister("incoming_images")

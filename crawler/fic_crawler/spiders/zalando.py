@@ -28,6 +28,7 @@ from scrapy.http import Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
+from fic_crawler import brand_stats
 from fic_crawler.items import ProductItem
 from fic_crawler.items import brand_slug as slug_of
 from fic_crawler.parsing import NoProductError, brand_path, page_number, pagination_links, product_from_selector, product_links
@@ -108,6 +109,7 @@ class ZalandoSpider(ShopSpider):
 
     def parse_listing(self, response: Response, brand_slug: str, first: bool = False) -> Iterator[scrapy.Request]:
         self.count("fic/pages/listing")
+        self.count(brand_stats.pages_key(brand_slug))
         if not isinstance(response, TextResponse):
             self.logger.warning("listing %s is not a text page (%s)", response.url, type(response).__name__)
             if first:
@@ -140,14 +142,16 @@ class ZalandoSpider(ShopSpider):
 
     def parse_product(self, response: Response, brand_slug: str | None, listing_url: str | None) -> Iterator[ProductItem]:
         self.count("fic/pages/product")
+        if brand_slug is not None:
+            self.count(brand_stats.pages_key(brand_slug))
         if not isinstance(response, TextResponse):
-            self.drop_page(response.url, "no_product", f"not a text page ({type(response).__name__})")
+            self.drop_page(response.url, "no_product", f"not a text page ({type(response).__name__})", brand_slug)
             return
         notes: list[str] = []
         try:
             product = product_from_selector(response.selector, response.url, notes)
         except NoProductError as error:
-            self.drop_page(response.url, error.kind, error.reason)
+            self.drop_page(response.url, error.kind, error.reason, brand_slug)
             return
         finally:
             for note in notes:  # a dropped page's notes too (an ld+json script too deep to read, ...)
@@ -159,10 +163,12 @@ class ZalandoSpider(ShopSpider):
 
     def product_failed(self, failure: Failure) -> None:
         """A product page that never arrived (HTTP error after retries, timeout, refused) is a counted drop."""
-        self.drop_page(failure.request.url, failure_reason(failure), repr(failure.value))
+        self.drop_page(failure.request.url, failure_reason(failure), repr(failure.value), failure.request.cb_kwargs.get("brand_slug"))
 
-    def drop_page(self, url: str, reason: str, detail: str) -> None:
+    def drop_page(self, url: str, reason: str, detail: str, brand_slug: str | None) -> None:
         self.count(f"fic/dropped/{reason}")
+        if brand_slug is not None:
+            self.count(brand_stats.dropped_key(brand_slug, reason))
         self.logger.warning("dropped product page %s (%s): %s", url, reason, detail)
 
 

@@ -1,10 +1,13 @@
 """Crawl assets: brands discovered from the shop, and per-brand pieces and image URLs."""
 
-from collections import Counter
-from collections.abc import Mapping
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
+from fic_crawler import brand_stats
 from fic_crawler.items import assign_brand_slugs, brand_slug
 
 from fic_assets.platform import settings
@@ -46,17 +49,41 @@ def stats_under(stats: dict, prefix: str) -> dict[str, int]:
     return {key[len(prefix):]: int(value) for key, value in sorted(stats.items()) if key.startswith(prefix) and isinstance(value, int)}
 
 
-def crawl_metadata(result: CrawlResult) -> dict:
+def crawl_summary(result: CrawlResult) -> dict:
+    """What one Scrapy run did, in plain values: the whole run's, not one brand's."""
     return {
         "pages": result.pages,
         "items": int(result.stats.get("item_scraped_count", 0)),
         "dropped": int(result.stats.get("item_dropped_count", 0)),
-        "dropped_by_reason": dg.MetadataValue.json(result.dropped),
+        "dropped_by_reason": result.dropped,
         # Fallbacks and rejections inside pages that were kept: image URLs dropped, prices rejected, ...
-        "parse_notes": dg.MetadataValue.json(stats_under(result.stats, "fic/parse/")),
-        "warnings": dg.MetadataValue.json(stats_under(result.stats, "fic/warnings/")),
+        "parse_notes": stats_under(result.stats, "fic/parse/"),
+        "warnings": stats_under(result.stats, "fic/warnings/"),
         "bad_feed_lines": result.bad_feed_lines,
+    }
+
+
+def crawl_metadata(result: CrawlResult) -> dict:
+    return {
+        **{key: dg.MetadataValue.json(value) if isinstance(value, dict) else value for key, value in crawl_summary(result).items()},
         "crawl_log": dg.MetadataValue.path(str(result.log_path)),
+    }
+
+
+def total_upsert(upserts: Iterable[warehouse.CrawlUpsert]) -> warehouse.CrawlUpsert:
+    """Per-brand upserts summed (an image two brands show counts for each)."""
+    upserts = list(upserts)
+    return warehouse.CrawlUpsert(**{field.name: sum(getattr(u, field.name) for u in upserts) for field in fields(warehouse.CrawlUpsert)})
+
+
+def brand_metadata(status: str, upsert: warehouse.CrawlUpsert, counts: dict) -> dict[str, dict]:
+    """One brand partition's own metadata, per asset: what its listing answered, its pages, drops and rows."""
+    own = {"listing_status": status, "pages": counts["pages"], "dropped": counts["dropped"],
+           "dropped_by_reason": dg.MetadataValue.json(counts["dropped_by_reason"])}
+    return {
+        "pieces": {"pieces": upsert.pieces, "pieces_new": upsert.pieces_new, "price_changes": upsert.price_changes, **own},
+        "image_urls": {"images": upsert.images, "images_new": upsert.images_new, "image_links": upsert.image_links,
+                       "image_links_new": upsert.image_links_new, **own},
     }
 
 
@@ -68,7 +95,7 @@ def crawl_metadata(result: CrawlResult) -> dict:
 )
 def brands(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
     started = warehouse.utcnow()
-    result = crawler.discover_brands(crawl_work_dir(context.run.run_id, "brands"))
+    result = crawler.discover_brands(crawl_work_dir(context.run.run_id, "brands"), context=context)
     with duckdb.connect() as con, warehouse.transaction(con):
         rows, suffixed = brand_rows(result.items, warehouse.brand_paths(con))
         upsert = warehouse.upsert_brands(con, rows, seen_at=started)
@@ -92,6 +119,13 @@ def brands(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: 
     )
 
 
+# The weekly recrawl_schedule crawls every brand on Mondays: a week and a day without a crawl is late. Dagster
+# evaluates it on the asset's latest materialization (any brand), so it flags a crawl that stopped, not one brand.
+CRAWL_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8), warn_window=timedelta(days=7))
+
+CATALOGUE_ASSETS = ("pieces", "image_urls")
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -99,6 +133,7 @@ def brands(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: 
             deps=["brands"],
             kinds={"scrapy", "duckdb"},
             description="Products of the brand (DuckDB `pieces`, with `price_history`).",
+            freshness_policy=CRAWL_FRESHNESS,
         ),
         dg.AssetSpec(
             "image_urls",
@@ -109,12 +144,15 @@ def brands(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: 
     ],
     group_name="crawl",
     partitions_def=brand_partitions,
+    # One crawl fills both; selecting one of them crawls once and writes only its tables.
+    can_subset=True,
     # A backfill over many brands is one run and one Scrapy process: one DuckDB writer, shared politeness.
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=DUCKDB_POOL,
 )
 def brand_catalogue(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: DuckDBResource):
     slugs = brand_partition_keys(context)
+    selected = [name for name in CATALOGUE_ASSETS if dg.AssetKey(name) in context.selected_asset_keys]
     # A write connection, though it only reads here: it brings a file from before brands.path up to date.
     with duckdb.connect() as con:
         paths = warehouse.brand_listing_paths(con, slugs)
@@ -124,25 +162,33 @@ def brand_catalogue(context: dg.AssetExecutionContext, crawler: CrawlerResource,
     started = warehouse.utcnow()
     # The spider keys items by the plain slug of their path; a suffixed key (a colliding slug) is passed on.
     keys = {paths[slug]: slug for slug in slugs if brand_slug(paths[slug]) != slug}
-    result = crawler.crawl_brands([paths[slug] for slug in slugs], crawl_work_dir(context.run.run_id, "pieces"), keys)
+    result = crawler.crawl_brands([paths[slug] for slug in slugs], crawl_work_dir(context.run.run_id, "pieces"), keys, context=context)
     # How each brand's listing answered (the spider's `fic/listing/<slug>`): only `ok` is a crawled brand.
     statuses = {slug: str(result.stats.get(f"fic/listing/{slug}", "not_requested")) for slug in slugs}
     gone = [slug for slug in slugs if statuses[slug] in warehouse.GONE_STATUSES]
     failed = {slug: status for slug, status in statuses.items() if status != "ok" and slug not in gone}
+    items_by_brand: dict[str, list[dict]] = defaultdict(list)
+    for item in result.items:
+        items_by_brand[item.get("brand_slug")].append(item)
     with duckdb.connect() as con, warehouse.transaction(con):
-        upsert = warehouse.upsert_items(con, result.items, seen_at=started)
+        # Brand by brand, so each partition's metadata counts its own rows.
+        upserts = {slug: warehouse.upsert_items(con, items, seen_at=started, pieces="pieces" in selected,
+                                                images="image_urls" in selected)
+                   for slug, items in items_by_brand.items()}
         warehouse.record_listing_status(con, statuses, warehouse.utcnow())
         warehouse.log_crawl(con, context.run.run_id, "zalando", slugs, started, warehouse.utcnow(), result.stats)
-    context.log.info(f"crawled {len(slugs)} brand(s): {upsert}; listings: {statuses}")
-    per_brand = Counter(item.get("brand_slug") for item in result.items)
-    # Each partition's materialization repeats this metadata: only counts and the brands with a problem.
-    common = {
-        "brands": dg.MetadataValue.json(slugs),
-        "listing_status": dg.MetadataValue.json(dict(Counter(statuses.values()))),
-        "gone_brands": dg.MetadataValue.json(gone),
-        "failed_brands": dg.MetadataValue.json(failed),
-        "brands_without_pieces": dg.MetadataValue.json([slug for slug in slugs if statuses[slug] == "ok" and not per_brand[slug]]),
-        **crawl_metadata(result),
+    upsert = total_upsert(upserts.values())
+    context.log.info(f"crawled {len(slugs)} brand(s), wrote {' and '.join(selected)}: {upsert}; listings: {statuses}")
+    # The run as a whole: the brands it crawled, how their listings answered, the crawl's totals.
+    run = {
+        "brands": len(slugs),
+        "pieces": upsert.pieces,
+        "images": upsert.images,
+        "listing_status": dict(Counter(statuses.values())),
+        "gone_brands": gone,
+        "failed_brands": failed,
+        "brands_without_pieces": [slug for slug in slugs if statuses[slug] == "ok" and not items_by_brand.get(slug)],
+        **crawl_summary(result),
     }
     if failed or len(gone) == len(slugs):
         # A listing that never answered (refused, timed out, 5xx, robots.txt) is a crawl that reached nothing:
@@ -156,16 +202,16 @@ def brand_catalogue(context: dg.AssetExecutionContext, crawler: CrawlerResource,
                 f"crawl of {len(slugs)} brand(s) at {crawler.shop_url} reached nothing for {', '.join(problems[:20])}{more}; "
                 f"pages fetched: {result.pages}; log {result.log_path}"
             ),
-            metadata={"pieces": upsert.pieces, "images": upsert.images, **common},
+            metadata={**run, "crawl_log": dg.MetadataValue.path(str(result.log_path))},
         )
     if gone:
         context.log.warning(f"brand listing(s) gone (404/410), marked in `brands`.gone_at: {gone}")
-    yield dg.MaterializeResult(
-        asset_key="pieces",
-        metadata={"pieces": upsert.pieces, "pieces_new": upsert.pieces_new, "price_changes": upsert.price_changes, **common},
-    )
-    yield dg.MaterializeResult(
-        asset_key="image_urls",
-        metadata={"images": upsert.images, "images_new": upsert.images_new, "image_links": upsert.image_links,
-                  "image_links_new": upsert.image_links_new, **common},
-    )
+    counts = brand_stats.per_brand(result.stats)
+    of_run = {"run": dg.MetadataValue.json(run), "crawl_log": dg.MetadataValue.path(str(result.log_path))}
+    for slug in slugs:
+        own = brand_metadata(statuses[slug], upserts.get(slug) or total_upsert([]), counts.get(slug) or brand_stats.empty())
+        for name in selected:
+            # Each partition's materialization: the brand's own counts first, then the run it was part of.
+            context.add_asset_metadata({**own[name], **of_run}, asset_key=name, partition_key=slug)
+    for name in selected:
+        yield dg.MaterializeResult(asset_key=name)

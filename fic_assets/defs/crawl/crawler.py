@@ -1,4 +1,8 @@
-"""The crawler resource: runs the Scrapy project in `crawler/` in a subprocess and reads back its feed and stats."""
+"""The crawler resource: runs the Scrapy project in `crawler/` in a subprocess and reads back its feed and stats.
+
+Given the asset's context, the subprocess is a Dagster Pipes process: the crawler's PipesProgress extension
+(fic_crawler.extensions) streams its progress into the run's log while it crawls.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +57,27 @@ def read_feed(path: Path) -> tuple[list[dict], int]:
     return items, bad
 
 
+@contextmanager
+def pipes_env(context: dg.AssetExecutionContext | None) -> Iterator[dict[str, str]]:
+    """The environment that makes the crawl a Pipes process of this asset's run (none without a context).
+
+    Dagster's own open_pipes_session rather than PipesSubprocessClient: the crawl keeps its time-out, its captured
+    stderr and its error naming the exit status and the log, which the client's "failed with code N" would lose.
+    """
+    if context is None:
+        yield {}
+        return
+    with ExitStack() as stack:
+        with warnings.catch_warnings():
+            # Dagster 1.13's own Pipes code calls its deprecated context.run_id and a preview API on opening: nothing
+            # to change here, and the CLI runs a user follows must not print a DeprecationWarning.
+            warnings.filterwarnings("ignore", message=r"AssetExecutionContext\.run_id is deprecated", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+            session = stack.enter_context(dg.open_pipes_session(
+                context=context, context_injector=dg.PipesTempFileContextInjector(), message_reader=dg.PipesTempFileMessageReader()))
+        yield session.get_bootstrap_env_vars()
+
+
 def dropped_by_reason(stats: dict) -> dict[str, int]:
     prefix = "fic/dropped/"
     return {key[len(prefix):]: int(value) for key, value in stats.items() if key.startswith(prefix)}
@@ -87,7 +114,8 @@ class CrawlerResource(dg.ConfigurableResource):
         )
         return env
 
-    def run_spider(self, spider: str, work_dir: Path, spider_args: dict[str, str] | None = None) -> CrawlResult:
+    def run_spider(self, spider: str, work_dir: Path, spider_args: dict[str, str] | None = None,
+                   context: dg.AssetExecutionContext | None = None) -> CrawlResult:
         work_dir.mkdir(parents=True, exist_ok=True)
         feed_path = work_dir / f"{spider}.jsonl"
         stats_path = work_dir / f"{spider}.stats.json"
@@ -97,9 +125,11 @@ class CrawlerResource(dg.ConfigurableResource):
         command = [sys.executable, "-m", "scrapy", "crawl", spider, "-O", f"{feed_path}:jsonlines", "-s", f"LOG_FILE={log_path}"]
         for name, value in (spider_args or {}).items():
             command += ["-a", f"{name}={value}"]
-        completed = subprocess.run(
-            command, cwd=CRAWLER_PROJECT_DIR, env=self._env(stats_path), capture_output=True, text=True, timeout=self.timeout_seconds
-        )
+        with pipes_env(context) as pipes:
+            completed = subprocess.run(
+                command, cwd=CRAWLER_PROJECT_DIR, env={**self._env(stats_path), **pipes}, capture_output=True, text=True,
+                timeout=self.timeout_seconds,
+            )
         if completed.returncode != 0 or not stats_path.exists():
             raise CrawlError(
                 f"scrapy crawl {spider} against {self.shop_url} failed (exit {completed.returncode}); "
@@ -111,8 +141,8 @@ class CrawlerResource(dg.ConfigurableResource):
             raise CrawlError(f"scrapy crawl {spider} ended with finish_reason={stats.get('finish_reason')!r}; log {log_path}")
         return CrawlResult(items=items, stats=stats, feed_path=feed_path, log_path=log_path, bad_feed_lines=bad_lines, dropped=dropped_by_reason(stats))
 
-    def discover_brands(self, work_dir: Path) -> CrawlResult:
-        result = self.run_spider("zalando_brands", work_dir)
+    def discover_brands(self, work_dir: Path, context: dg.AssetExecutionContext | None = None) -> CrawlResult:
+        result = self.run_spider("zalando_brands", work_dir, context=context)
         if not result.items:
             raise CrawlError(
                 f"no brands found at {self.shop_url.rstrip('/')}{self.brand_index_path} "
@@ -120,12 +150,13 @@ class CrawlerResource(dg.ConfigurableResource):
             )
         return result
 
-    def crawl_brands(self, brand_paths: Sequence[str], work_dir: Path, brand_keys: Mapping[str, str] | None = None) -> CrawlResult:
+    def crawl_brands(self, brand_paths: Sequence[str], work_dir: Path, brand_keys: Mapping[str, str] | None = None,
+                     context: dg.AssetExecutionContext | None = None) -> CrawlResult:
         """brand_keys: {path: partition key} for the paths whose key is not their plain slug (collisions)."""
         args = {"brands": ",".join(brand_paths), "max_pages": str(self.max_pages)}
         if brand_keys:
             args["brand_keys"] = json.dumps(dict(brand_keys), ensure_ascii=False)
-        return self.run_spider("zalando", work_dir, args)
+        return self.run_spider("zalando", work_dir, args, context)
 
 
 def _tail(log_path: Path, stderr: str, lines: int = 30) -> str:

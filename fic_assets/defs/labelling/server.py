@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fic_assets.platform import processes, settings
+from fic_assets.platform import processes, progress, settings
 from fic_assets.defs.labelling.errors import LabelStudioAuthError, LabelStudioError
 from fic_assets.platform.net import port_is_free
 
@@ -124,10 +124,16 @@ def ensure_venv(venv_dir: Path) -> Path:
         print(f"installing label-studio=={LABEL_STUDIO_VERSION} into {venv_dir} (once, about a minute)",
               file=sys.stderr, flush=True)
         python = venv_dir / "bin" / "python"
+        # On a terminal, two steps whose clock shows the ~50 s pip install is alive (pip's own bar is off).
+        steps = progress.bar(total=2, desc="label-studio: virtualenv", unit="step")
         if not python.exists():
             run_install_step([sys.executable, "-m", "venv", str(venv_dir)], "create the virtualenv")
+        steps.update()
+        steps.set_description(f"label-studio: pip install label-studio=={LABEL_STUDIO_VERSION}")
         run_install_step([str(python), "-m", "pip", "install", "-q", "--progress-bar", "off",
                           f"label-studio=={LABEL_STUDIO_VERSION}"], f"pip install label-studio=={LABEL_STUDIO_VERSION}")
+        steps.update()
+        steps.close()
         if not executable.exists():
             raise LabelStudioError(f"pip installed label-studio but {executable} is missing")
         stamp.touch()

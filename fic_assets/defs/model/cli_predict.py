@@ -2,7 +2,8 @@
 
 A bad image gets label `error`, an empty score and the reason in `error`; the others are still predicted
 and the exit status is 0. A missing model dir exits 2 and says how to train one. The time to load the model
-(and export it once per version) and the scoring rate go to stderr, so the CSV on stdout stays clean.
+(and export it once per version), the scoring rate and, on a terminal, a progress bar go to stderr, so the CSV on
+stdout stays clean.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from fic_assets.defs.model.artifact import ModelNotFoundError
 from fic_assets.defs.model.data import IMAGE_SUFFIXES
 from fic_assets.defs.model.scoring import Scorer, score_stream
+from fic_assets.platform import progress
 
 # A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...) runs when opened).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = expand_paths(args.paths)
     writer = csv.writer(sys.stdout)
     writer.writerow(["path", "label", "score", "error"])
-    for row in score_stream(paths, scorer, batch_size=args.batch_size):
+    rows = score_stream(paths, scorer, batch_size=args.batch_size)
+    for row in progress.bar(rows, total=len(paths), desc="fic predict", unit="image", leave=False):
         writer.writerow([safe_cell(row.source), row.label, "" if row.score is None else f"{row.score:.4f}",
                          safe_cell(row.error or "")])
     done = time.perf_counter()

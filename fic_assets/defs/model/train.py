@@ -23,6 +23,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +37,7 @@ from fic_assets.defs.model.data import assign_folds, read_folds
 from fic_assets.defs.model.metrics import classification_metrics, f1_at
 from fic_assets.defs.model.params import DEFAULTS
 from fic_assets.defs.model.scoring import FeatureExtractor, SourceReader, pixel_stream
+from fic_assets.platform import progress
 
 if TYPE_CHECKING:  # scikit-learn and torch load only when training runs: the defs folder imports this module
     from sklearn.linear_model import LogisticRegression
@@ -74,7 +76,8 @@ def image_features(root: Path, paths: list[str], extractor: FeatureExtractor, wo
         if done // PROGRESS_EVERY > before // PROGRESS_EVERY:
             log.info("features: %s of %s images", done, len(paths))
 
-    for path, pixels in pixel_stream([root / p for p in paths], extractor.size, SourceReader(), workers=workers):
+    stream = pixel_stream([root / p for p in paths], extractor.size, SourceReader(), workers=workers)
+    for path, pixels in progress.bar(stream, total=len(paths), desc="image features", unit="image", leave=False):
         if isinstance(pixels, str):
             errors[Path(path).relative_to(root).as_posix()] = pixels
             continue
@@ -113,8 +116,9 @@ def probe_scores(probe: LogisticRegression, x: np.ndarray, x_flip: np.ndarray | 
     return scores if x_flip is None else (scores + probe.predict_proba(x_flip)[:, 1]) / 2
 
 
-def cross_validate(x, x_flip, y, folds: np.ndarray, seed: int, tta: bool) -> tuple[np.ndarray, list[float]]:
-    """Out-of-fold P(worn) per image and the F1 of each fold."""
+def cross_validate(x, x_flip, y, folds: np.ndarray, seed: int, tta: bool,
+                   on_fold: Callable[[], object] | None = None) -> tuple[np.ndarray, list[float]]:
+    """Out-of-fold P(worn) per image and the F1 of each fold; on_fold() after each fold (a progress bar)."""
     oof = np.zeros(len(y))
     fold_f1 = []
     for fold in sorted(set(folds.tolist())):
@@ -122,6 +126,8 @@ def cross_validate(x, x_flip, y, folds: np.ndarray, seed: int, tta: bool) -> tup
         probe, _ = fit_probe(x[~held], x_flip[~held], y[~held], seed)
         oof[held] = probe_scores(probe, x[held], x_flip[held] if tta else None)
         fold_f1.append(f1_at(y[held], oof[held]))
+        if on_fold:
+            on_fold()
     return oof, fold_f1
 
 
@@ -165,11 +171,12 @@ def train(folds_file: str | Path, images_root: str | Path, params: dict, out_dir
     tta = bool(p["tta_hflip"])
     k = int(doc["folds"])
     repeats = []
-    for repeat in range(int(p["cv_repeats"])):
-        folds = np.array([item["fold"] for item in (usable if repeat == 0 else assign_folds(usable, k, doc["seed"] + repeat))])
-        repeats.append(cross_validate(x, x_flip, y, folds, p["seed"] + repeat, tta))
-        log.info("cross-validation %s of %s: F1 per fold %s", repeat + 1, int(p["cv_repeats"]),
-                 ", ".join(f"{f1:.3f}" for f1 in repeats[-1][1]))
+    with progress.bar(total=int(p["cv_repeats"]) * k, desc="cross-validation", unit="fold", leave=False) as fitted:
+        for repeat in range(int(p["cv_repeats"])):
+            folds = np.array([item["fold"] for item in (usable if repeat == 0 else assign_folds(usable, k, doc["seed"] + repeat))])
+            repeats.append(cross_validate(x, x_flip, y, folds, p["seed"] + repeat, tta, on_fold=fitted.update))
+            log.info("cross-validation %s of %s: F1 per fold %s", repeat + 1, int(p["cv_repeats"]),
+                     ", ".join(f"{f1:.3f}" for f1 in repeats[-1][1]))
     oof = repeats[0][0]
     threshold = 0.5
     fold_f1 = [f for _, fold_scores in repeats for f in fold_scores]
