@@ -18,8 +18,8 @@ import pytest
 
 from fic_assets.platform import warehouse
 from fic_assets.platform.warehouse import DuckDBResource
-from fic_assets_tests.conftest import dg_command, platform_env
-from fic_assets_tests.reliability import CRAWL_BRANDS, ShopProxy, expected_catalogue, my_children, seed_brands, wait_for
+from fic_assets_tests.conftest import dg_command, platform_env, wait_for
+from fic_assets_tests.reliability import CRAWL_BRANDS, ShopProxy, expected_catalogue, my_children, seed_brands
 
 CRAWLER_DIR = Path(__file__).resolve().parents[1] / "crawler"
 
