@@ -50,7 +50,7 @@ def test_dg_finds_the_project_checks_and_lists_its_definitions(cli_env):
     assert {"brands", "pieces", "image_urls", "label_tasks", "human_labels", "image_set", "model", "production_model",
             "brand_predictions", "brand_report"} <= assets
     assert {"retrain_job", "predict_job", "crawl_job"} <= {job["name"] for job in defs["jobs"]}
-    assert {"brand_sensor", "relabel_sensor", "prediction_sensor"} <= {sensor["name"] for sensor in defs["sensors"]}
+    assert {"brand_sensor", "relabel_sensor", "automation_sensor"} <= {sensor["name"] for sensor in defs["sensors"]}
 
 
 def test_demo_then_cli_materializations_are_idempotent(cli_env):
