@@ -12,8 +12,10 @@ What it does, all in a temp dir:
 2. builds a sqlite Dagster instance (what a local user has) with the brand partitions and the materialization
    events the sensors read: `brands`, per brand `pieces` / `image_urls` / `brand_predictions`, `production_model`,
    `brand_report`, `label_tasks` (optionally --history rounds of older per-brand events: weeks of re-crawls);
-3. times, each --repeat times (median and max in ms): brand_sensor, prediction_sensor and relabel_sensor ticks
-   evaluated like fic_assets/demo/run.py's tick() (build_sensor_context with the code location's resources), the
+3. times, each --repeat times (median and max in ms): brand_sensor and relabel_sensor ticks evaluated like
+   fic_assets/demo/run.py's tick() (build_sensor_context with the code location's resources), automation_sensor's
+   evaluation of the automation conditions (dg.evaluate_automation_conditions with the previous tick's cursor, like
+   the demo's automation_tick()): after a promotion, when the report is stale, up to date, after one brand's crawl; the
    per-brand predictions queries on a read-only connection (cold open + query, then warm), the brand report's
    summary over all brands and write_report.
 
@@ -374,25 +376,35 @@ def main(argv: list[str] | None = None) -> dict:
                 per_brand("image_urls")
                 per_brand("brand_predictions")
                 one("brand_report")
-                one("production_model")  # a promotion: every brand's predictions are stale
                 timings["report_events_s"] = round(time.perf_counter() - start, 2)
                 timings["events_reported"] = events
                 timings["report_event_ms_each"] = round(timings["report_events_s"] * 1000 / events, 1)
 
-            def predictions_stale():
-                result = tick("prediction_sensor")
-                assert isinstance(result, list) and len(result) == 1, result
-                tags = result[0].tags
-                assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (partitions[0], partitions[-1])
-                return result
+            def evaluate(cursor):
+                """One automation_sensor tick: every automation condition, from the previous tick's cursor."""
+                result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+                keys = ("production_model", "brand_predictions", "brand_report")
+                return result, {key: result.get_requested_partitions(dg.AssetKey(key)) for key in keys
+                                if result.get_num_requested(dg.AssetKey(key))}
 
-            timings["prediction_sensor_all_stale_ms"], _ = repeat(predictions_stale, args.repeat)
+            first, requested = evaluate(None)  # the sensor's first tick takes this state as handled
+            assert requested == {}, requested
+            one("production_model")  # a promotion: every brand's predictions are stale
+            timings["automation_all_stale_ms"], (after_promotion, requested) = repeat(lambda: evaluate(first.cursor), args.repeat)
+            assert requested == {"brand_predictions": set(partitions)}, requested  # one request: one backfill, one run
             per_brand("brand_predictions")  # the predict run over all brands
-            timings["prediction_sensor_report_stale_ms"], result = repeat(lambda: tick("prediction_sensor"), args.repeat)
-            assert isinstance(result, dg.RunRequest) and result.job_name == "report_job", result
+            settling, requested = evaluate(after_promotion.cursor)
+            assert requested == {}, requested  # the report waits a tick after its inputs updated
+            timings["automation_report_stale_ms"], (report_due, requested) = repeat(lambda: evaluate(settling.cursor), args.repeat)
+            assert requested == {"brand_report": {None}}, requested
             one("brand_report")
-            timings["prediction_sensor_up_to_date_ms"], result = repeat(lambda: tick("prediction_sensor"), args.repeat)
-            assert isinstance(result, dg.SkipReason) and "up to date" in result.skip_message, result
+            timings["automation_up_to_date_ms"], (current, requested) = repeat(lambda: evaluate(report_due.cursor), args.repeat)
+            assert requested == {}, requested
+            crawled = partitions[len(partitions) // 2]
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="image_urls", partition=crawled))
+            events += 1
+            timings["automation_one_brand_crawled_ms"], (_, requested) = repeat(lambda: evaluate(current.cursor), args.repeat)
+            assert requested == {"brand_predictions": {crawled}}, requested
 
             # relabel_sensor: a labelling round started (label_tasks), then human labels arrive in DuckDB.
             one("label_tasks")
@@ -454,15 +466,16 @@ def main(argv: list[str] | None = None) -> dict:
     numbers["history_rounds"] = args.history
     numbers["temp_dir"] = args.tmp_dir or tempfile.gettempdir()
     numbers["note"] = (f"{os.cpu_count()} cores (shared with other jobs); sqlite Dagster instance and DuckDB in temp_dir; "
-                       "sensor ticks are evaluation only (build_sensor_context + the sensor, like fic demo's tick())")
+                       "sensor ticks are evaluation only (build_sensor_context + the sensor, like fic demo's tick(); the automation: "
+                       "dg.evaluate_automation_conditions, like its automation_tick())")
     print_table(numbers)
     _record.record("scale", numbers)
     return numbers
 
 
 SENSOR_KEYS = ("brand_sensor_all_new_ms", "brand_sensor_no_new_ms", "brand_sensor_cursor_current_ms",
-               "prediction_sensor_all_stale_ms", "prediction_sensor_report_stale_ms",
-               "prediction_sensor_up_to_date_ms", "relabel_sensor_ms")
+               "automation_all_stale_ms", "automation_report_stale_ms", "automation_up_to_date_ms",
+               "automation_one_brand_crawled_ms", "relabel_sensor_ms")
 
 
 def targets(timings: dict) -> dict:

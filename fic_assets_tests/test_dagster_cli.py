@@ -52,7 +52,7 @@ def test_dg_finds_the_project_checks_and_lists_its_definitions(cli_env):
     assert {"brands", "pieces", "image_urls", "label_tasks", "human_labels", "image_set", "model", "production_model",
             "brand_predictions", "brand_report"} <= assets
     assert {"retrain_job", "predict_job", "crawl_job"} <= {job["name"] for job in defs["jobs"]}
-    assert {"brand_sensor", "relabel_sensor", "prediction_sensor"} <= {sensor["name"] for sensor in defs["sensors"]}
+    assert {"brand_sensor", "relabel_sensor", "automation_sensor"} <= {sensor["name"] for sensor in defs["sensors"]}
     # The UI renders descriptions as markdown: a bare <word> would vanish as an HTML tag (`models//.` for the model).
     described = {(kind, entry.get("key") or entry.get("name") or entry.get("asset_key")): entry.get("description") or ""
                  for kind, entries in defs.items() for entry in entries}

@@ -1,7 +1,7 @@
 """`dg dev` for real (webserver + daemon, temp DAGSTER_HOME): the daemon's brand_sensor turns a `brands`
 materialization into partitions and a first crawl, the UI's GraphQL API lists the platform's assets, and an
 "all brands" backfill launched the way the UI launches it runs as one crawl run without DuckDB lock errors.
-Then a model is promoted: the daemon's prediction_sensor predicts every brand in one run, and an "all brands"
+Then a model is promoted: the daemon's automation_sensor predicts every brand in one run, and an "all brands"
 backfill of `brand_predictions` from the UI is again one clean run that finds nothing left to predict."""
 
 from __future__ import annotations
@@ -108,9 +108,10 @@ def wait_for_backfill(url: str, backfill_id: str, env: dict, seconds: float = 24
         return instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
 
 
-def finished_run(env: dict, tags: dict):
+def finished_run(env: dict, tags: dict, asset: str):
+    """The latest run with these tags that materializes `asset`, once it finished."""
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        runs = instance.get_runs(filters=dg.RunsFilter(tags=tags))
+        runs = [run for run in instance.get_runs(filters=dg.RunsFilter(tags=tags)) if dg.AssetKey(asset) in (run.asset_selection or ())]
         if runs and runs[0].status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE):
             return runs[0]
     return None
@@ -143,8 +144,8 @@ def test_sensor_first_crawl_then_ui_backfill_of_all_brands_is_one_clean_run(dags
     artifact.promote(trained_model, version, {"f1": 1.0}, root=Path(env["FIC_MODELS_DIR"]))
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="production_model"))
-    predicted = wait_for(lambda: finished_run(env, {"fic/trigger": "stale_predictions"}), 240, "prediction_sensor's predict run", interval=2)
-    assert predicted.status == dg.DagsterRunStatus.SUCCESS and predicted.job_name == "predict_job"
+    predicted = wait_for(lambda: finished_run(env, {"dagster/sensor_name": "automation_sensor"}, "brand_predictions"), 240, "automation_sensor's predict run", interval=2)
+    assert predicted.status == dg.DagsterRunStatus.SUCCESS
     assert (predicted.tags["dagster/asset_partition_range_start"], predicted.tags["dagster/asset_partition_range_end"]) == (partitions[0], partitions[-1])
     with warehouse.connect(Path(env["FIC_DATA_DIR"]) / "fic.duckdb", read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT image_url), min(model_version) FROM predictions").fetchone() == (after["images"], after["images"], version)

@@ -1,5 +1,5 @@
 """Per-brand predictions: the ONNX fast path, the idempotent write-back, bad input, and the Dagster side
-(the partitioned asset, a one-run range over all brands, the missing-model error, the staleness sensor, the CLI).
+(the partitioned asset, a one-run range over all brands, the missing-model error, the automation conditions, the CLI).
 
 Real components: the demo shop on 127.0.0.1 serves the images (with its broken ones), a real trained model,
 DuckDB files, OpenVINO, temp Dagster instances and the `dagster` CLI in a subprocess.
@@ -228,7 +228,7 @@ def test_image_download_time_out_is_recorded(shop_db, trained_model, tmp_path):
     assert rows(path, "SELECT DISTINCT error FROM predictions WHERE brand_slug = 'vero-moda'") == [("download: timed out after 0.5 s",)]
 
 
-# --- Dagster: the asset, its jobs and the sensor -------------------------------------------------------
+# --- Dagster: the asset, its jobs and its automation----------------------------------------------------
 
 
 @pytest.fixture
@@ -282,10 +282,29 @@ def test_all_brands_in_one_run_then_the_report(platform, trained_model):
     assert meta["worn_share"].value.startswith("**Worn share**\n\n![Worn share](data:image/png;base64,")
 
 
-def sensor_tick(defs, instance):
-    from fic_assets.defs.predictions.sensors import prediction_sensor
+@pytest.fixture
+def automation():
+    """The whole code location's asset graph (the conditions look at crawl and model assets too) on a temp instance,
+    with the brand partitions; events are recorded runless, so nothing runs."""
+    from fic_assets.definitions import defs as load_defs
 
-    return prediction_sensor(dg.build_sensor_context(instance=instance, definitions=defs))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("brands", list(BRANDS))
+        yield load_defs(), instance
+
+
+class Ticks:
+    """Successive evaluations of the automation conditions, as automation_sensor's ticks (one cursor)."""
+
+    def __init__(self, defs, instance):
+        self.defs, self.instance, self.cursor = defs, instance, None
+
+    def __call__(self) -> dict[str, list]:
+        result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
+        self.cursor = result.cursor
+        keys = ("production_model", "brand_predictions", "brand_report")
+        return {key: sorted(result.get_requested_partitions(dg.AssetKey(key)), key=str) for key in keys
+                if result.get_num_requested(dg.AssetKey(key))}
 
 
 def materialize(instance, key: str, partitions=(None,)):
@@ -293,48 +312,57 @@ def materialize(instance, key: str, partitions=(None,)):
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
 
 
-def requested_ranges(result) -> list[tuple[str, str]]:
-    requests = result if isinstance(result, list) else [result]
-    return [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in requests]
+def check_model(instance, passed: bool):
+    instance.report_runless_asset_event(dg.AssetCheckEvaluation(asset_key=dg.AssetKey("model"), check_name="model_quality", passed=passed))
 
 
-def test_sensor_requests_only_stale_brands_then_the_report(platform):
-    defs, instance, _, _ = platform
-    first_tick = sensor_tick(defs, instance)
-    assert isinstance(first_tick, dg.SkipReason)  # nothing crawled, no model
+def test_automation_refreshes_only_stale_brands_then_the_report(automation):
+    """The assets' automation conditions: a crawl before any model refreshes the report only; a model is promoted
+    only once model_quality passed; a promotion makes every brand stale at once; a crawl of some brands refreshes
+    only those; the report follows once its inputs settled."""
+    defs, instance = automation
+    tick = Ticks(defs, instance)
+    assert tick() == {}  # nothing crawled, no model
 
     materialize(instance, "pieces", BRANDS)
     materialize(instance, "image_urls", BRANDS)
-    before_model = sensor_tick(defs, instance)
-    assert before_model.job_name == "report_job"  # no model yet: the report still shows the crawl
-
-    materialize(instance, "production_model")
-    requests = sensor_tick(defs, instance)
-    assert requested_ranges(requests) == [(BRANDS[0], BRANDS[-1])]  # a new model: every brand, one run
-    assert requests[0].job_name == "predict_job"
-    assert [r.run_key for r in sensor_tick(defs, instance)] == [r.run_key for r in requests]  # same state, same key
-
-    materialize(instance, "brand_predictions", BRANDS)
-    report = sensor_tick(defs, instance)
-    assert isinstance(report, dg.RunRequest) and report.job_name == "report_job"
+    assert tick() == {}  # the report waits a tick after its inputs updated
+    assert tick() == {"brand_report": [None]}  # no model yet: the report shows the crawl
     materialize(instance, "brand_report")
-    assert isinstance(sensor_tick(defs, instance), dg.SkipReason)
 
-    materialize(instance, "image_urls", [BRANDS[1], BRANDS[3], BRANDS[4]])  # a crawl of three brands
-    assert requested_ranges(sensor_tick(defs, instance)) == [(BRANDS[1], BRANDS[1]), (BRANDS[3], BRANDS[4])]
+    materialize(instance, "model")
+    assert tick() == {}  # not checked yet
+    check_model(instance, passed=False)
+    assert tick() == {}  # failed model_quality: never promoted
+    check_model(instance, passed=True)
+    assert tick() == {"production_model": [None]}
+    materialize(instance, "production_model")
+    assert tick() == {"brand_predictions": sorted(BRANDS)}  # a promotion: every brand, in one request
+    assert tick() == {}  # requested once
 
     materialize(instance, "brand_predictions", BRANDS)
-    materialize(instance, "production_model")  # a retrain promoted a new model
-    assert requested_ranges(sensor_tick(defs, instance)) == [(BRANDS[0], BRANDS[-1])]
+    assert tick() == {}
+    assert tick() == {"brand_report": [None]}
+    materialize(instance, "brand_report")
+    assert tick() == {}
+
+    crawled = [BRANDS[1], BRANDS[3]]
+    materialize(instance, "pieces", crawled)
+    materialize(instance, "image_urls", crawled)  # a crawl of two brands
+    assert tick() == {"brand_predictions": sorted(crawled)}
 
 
-def test_sensor_waits_while_a_predict_run_is_in_progress(platform):
-    defs, instance, _, _ = platform
-    materialize(instance, "image_urls", BRANDS)
+def test_automation_waits_while_a_crawl_is_in_progress(automation):
+    """A brand whose crawl run is in progress (planned, not yet materialized) is not predicted until it finished."""
+    defs, instance = automation
+    tick = Ticks(defs, instance)
+    for key in ("image_urls", "brand_predictions"):
+        materialize(instance, key, BRANDS)
     materialize(instance, "production_model")
-    instance.add_run(dg.DagsterRun(job_name="predict_job", run_id="0" * 36, status=dg.DagsterRunStatus.STARTED))
-    skipped = sensor_tick(defs, instance)
-    assert isinstance(skipped, dg.SkipReason) and "in progress" in skipped.skip_message
+    assert tick() == {}  # the first tick: up to date
+    instance.create_run_for_job(defs.resolve_job_def("crawl_job"), run_config={}, tags={"dagster/partition": "levis"})
+    materialize(instance, "production_model")  # a promotion while levis is being crawled
+    assert tick() == {"brand_predictions": sorted(set(BRANDS) - {"levis"})}
 
 
 def test_cli_materializes_a_partition_range_in_one_run(tmp_path, demo_shop_url, trained_model):
@@ -389,3 +417,37 @@ def test_written_predictions_replace_the_old_ones_and_are_read_back_by_label(tmp
         assert predictions_by_label(con) == {"error": 1, "not_worn": 1, "worn": 1}
         assert con.execute("SELECT DISTINCT model_version FROM predictions").fetchall() == [("v2",)]
         assert dict(con.execute("SELECT image_url, flag_model FROM images").fetchall()) == dict(zip(urls, [1, 0, -1]))
+
+
+def test_demo_automation_ticks_predict_every_brand_in_one_run_then_the_report(platform, trained_model, monkeypatch):
+    """`fic demo`'s step 4 (demo/run.py refresh): after a promotion, automation ticks until settled: one run over all
+    brands (the single-run backfill policy's range), then the report, both tagged as automation_sensor's runs."""
+    from fic_assets.definitions import defs as load_defs
+    from fic_assets.demo import run as demo
+
+    _, instance, path, images = platform
+    monkeypatch.setenv("FIC_DUCKDB", str(path))
+    defs = load_defs()
+    for key in ("pieces", "image_urls"):
+        materialize(instance, key, BRANDS)
+    cursor, started = demo.automation_tick(defs, instance, None)  # the demo's first tick, before its crawl
+    assert started == 0
+    artifact.promote(trained_model, "v1", {"f1": 1.0})
+    materialize(instance, "production_model")
+    demo.refresh(defs, instance, cursor)
+    runs = list(reversed(instance.get_runs()))
+    assert [sorted(key.to_user_string() for key in run.asset_selection) for run in runs] == [["brand_predictions"], ["brand_report"]]
+    predicted, reported = runs
+    ordered = instance.get_dynamic_partitions("brands")
+    assert (predicted.tags["dagster/asset_partition_range_start"], predicted.tags["dagster/asset_partition_range_end"]) == (ordered[0], ordered[-1])
+    assert all(run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/sensor_name"] == "automation_sensor" for run in runs)
+    assert rows(path, "SELECT count(*) FROM predictions") == [(len(images),)]
+
+
+def test_partition_ranges_group_neighbours_in_partition_order():
+    from fic_assets.demo.run import partition_ranges
+
+    ordered = ["a", "b", "c", "d", "e"]
+    assert partition_ranges(ordered, set(ordered)) == [("a", "e")]
+    assert partition_ranges(ordered, {"b", "d", "e"}) == [("b", "b"), ("d", "e")]
+    assert partition_ranges(ordered, set()) == []

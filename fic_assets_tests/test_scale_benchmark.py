@@ -19,7 +19,7 @@ SIZES = {"brands": 5, "pieces": 60, "images": 170}
 
 SENSOR_TICKS = (
     "brand_sensor_all_new_ms", "brand_sensor_no_new_ms", "brand_sensor_cursor_current_ms",
-    "prediction_sensor_all_stale_ms", "prediction_sensor_report_stale_ms", "prediction_sensor_up_to_date_ms",
+    "automation_all_stale_ms", "automation_report_stale_ms", "automation_up_to_date_ms", "automation_one_brand_crawled_ms",
     "relabel_sensor_ms",
 )
 QUERIES = (
@@ -59,8 +59,9 @@ def test_counts_are_the_requested_sizes(recorded):
     assert recorded["db_labels"] == 60 and recorded["labels_since_round"] == 60
     assert recorded["db_price_history"] == SIZES["pieces"]
     assert 0 < recorded["packshot_images"] < SIZES["images"]
-    # brands + per brand (pieces, image_urls, brand_predictions twice) + model twice, report twice, label_tasks
-    assert recorded["instance_events"] == 1 + 4 * SIZES["brands"] + 5
+    # brands + per brand (pieces, image_urls, brand_predictions twice) + model twice, report twice, label_tasks, and
+    # one brand's crawl (image_urls)
+    assert recorded["instance_events"] == 1 + 4 * SIZES["brands"] + 6
     assert recorded["query_brand_middle"]["images"] > 0
     assert recorded["query_brand_biggest"]["images"] >= recorded["query_brand_middle"]["images"]
 

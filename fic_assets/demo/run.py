@@ -11,10 +11,13 @@ shows up in `scripts/ui` (`dg dev`) afterwards:
      versioned with DVC and pushed to S3 -> model -> `model_quality` -> promotion), then the next labelling
      round, pre-annotated and ordered by the new production model. Without a reachable S3 the demo starts
      moto_server locally as a stand-in for the compose stack's MinIO;
-  4. predictions: `prediction_sensor` ticks twice: every brand is stale for the new production model -> one
-     `predict_job` run over all brands (DuckDB `predictions`, `images.flag_model`), then `report_job` writes
-     the static brand report (reports/index.html), and the demo scores the predictions against the shop's kept
-     truth (F1, worn = positive).
+  4. predictions: the assets' automation conditions are evaluated as `automation_sensor` would, tick after tick
+     until nothing is requested: every brand is stale for the new production model -> one `brand_predictions`
+     run over all brands (DuckDB `predictions`, `images.flag_model`), then the static brand report
+     (reports/index.html); the demo scores the predictions against the shop's kept truth (F1, worn = positive).
+
+Runs started by a sensor, the schedule or the automation carry the tags the daemon gives them
+(`dagster/sensor_name`, ...), so the UI shows what started each of them.
 
 `fic demo --photos DIR` runs the same loop on real photos (DIR/worn/, DIR/not_worn/; see
 fic_assets/demo/shop/photos.py): the demo shop shows them instead of its drawings and the folders are the truth.
@@ -123,16 +126,28 @@ def stop_started() -> int:
 MAY_FAIL = {"retrain_job"}
 
 
-def execute(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, request: dg.RunRequest) -> None:
+def execute(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str, request: dg.RunRequest,
+            tags: dict[str, str] | None = None) -> None:
     result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, tags=request.tags, partition_key=request.partition_key, run_config=QUIET_LOGS, raise_on_error=False
+        instance=instance, tags={**request.tags, **(tags or {})}, partition_key=request.partition_key,
+        run_config=QUIET_LOGS, raise_on_error=False,
     )
+    check_result(job_name, result)
+
+
+def check_result(job_name: str, result: dg.ExecuteInProcessResult) -> None:
     if result.success:
         return
     if job_name in MAY_FAIL:
         say(f"{job_name} run {result.run_id} did not pass (see its asset checks in the UI); going on with the current model")
         return
     raise SystemExit(f"{job_name} run {result.run_id} failed; see `scripts/ui` (`dg dev`) or the log above")
+
+
+# The tags Dagster's daemon gives the runs it starts; the UI's "Launched by" reads them (without: "Manually launched").
+SENSOR_NAME_TAG = "dagster/sensor_name"
+SCHEDULE_NAME_TAG = "dagster/schedule_name"
+AUTOMATION_TAGS = {"dagster/auto_materialize": "true", "dagster/from_automation_condition": "true"}
 
 
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str) -> int:
@@ -155,8 +170,54 @@ def tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str) -
             say(f"{sensor_name}: {result.skip_reason.skip_message}")
     for request in requests:
         # A sensor with several jobs names the job in each request.
-        execute(defs, instance, request.job_name or sensor.job_name, request)
+        execute(defs, instance, request.job_name or sensor.job_name, request, tags={SENSOR_NAME_TAG: sensor_name})
     return len(requests)
+
+
+def partition_ranges(ordered: list[str], chosen: set[str]) -> list[tuple[str, str]]:
+    """The chosen partitions as (first, last) ranges of neighbours in partition order: with a single-run backfill
+    policy, what Dagster's backfill daemon runs as one run each."""
+    ranges: list[tuple[str, str]] = []
+    start = previous = None
+    for key in [*ordered, None]:
+        if key in chosen:
+            start, previous = start or key, key
+        elif start is not None:
+            ranges.append((start, previous))
+            start = None
+    return ranges
+
+
+def automation_tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor):
+    """Evaluate the assets' automation conditions once, as `automation_sensor` does in the daemon, and execute what
+    they request: an unpartitioned asset in one run, a brand-partitioned one in one run per range of brands (its
+    single-run backfill policy). Returns the cursor for the next tick and how many runs were started."""
+    from fic_assets.defs.predictions.sensors import AUTOMATION_SENSOR_NAME
+
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    graph = defs.resolve_asset_graph()
+    job = defs.resolve_implicit_global_asset_job_def()
+    tags = {SENSOR_NAME_TAG: AUTOMATION_SENSOR_NAME, **AUTOMATION_TAGS}
+    runs = 0
+    for key in graph.toposorted_asset_keys:
+        requested = result.get_requested_partitions(key)
+        if not requested:
+            continue
+        partitions_def = graph.get(key).partitions_def
+        if partitions_def is None:
+            ranges = [{}]
+        else:
+            ordered = list(instance.get_dynamic_partitions(partitions_def.name))
+            ranges = [{"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+                      for first, last in partition_ranges(ordered, set(requested))]
+        say(f"{AUTOMATION_SENSOR_NAME}: {key.to_user_string()} is stale"
+            + (f" for {len(requested)} brand(s), {len(ranges)} run(s)" if partitions_def is not None else ""))
+        for range_tags in ranges:
+            outcome = job.execute_in_process(instance=instance, asset_selection=[key], tags={**tags, **range_tags},
+                                             run_config=QUIET_LOGS, raise_on_error=False)
+            check_result(key.to_user_string(), outcome)
+            runs += 1
+    return result.cursor, runs
 
 
 def crawl(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
@@ -166,7 +227,8 @@ def crawl(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
     if not tick(defs, instance, "brand_sensor"):
         # Nothing new: the weekly schedule's request, all brands in one run.
         with dg.build_schedule_context(instance=instance) as context:
-            execute(defs, instance, "crawl_job", recrawl_schedule.evaluate_tick(context).run_requests[0])
+            execute(defs, instance, "crawl_job", recrawl_schedule.evaluate_tick(context).run_requests[0],
+                    tags={SCHEDULE_NAME_TAG: recrawl_schedule.name})
 
 
 def label(defs: dg.Definitions, instance: dg.DagsterInstance, error_rate: float, catalogue: Catalogue) -> None:
@@ -244,11 +306,22 @@ def warn_about_other_images(catalogue: Catalogue, shop_url: str) -> None:
             "FIC_DATA_DIR and DAGSTER_HOME")
 
 
-def predict_and_report(defs: dg.Definitions, instance: dg.DagsterInstance, catalogue: Catalogue) -> None:
+def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, cursor) -> None:
+    """Tick the automation until it settles (two ticks in a row start nothing: the report waits a tick after the
+    last update of its inputs), as the daemon's `automation_sensor` would over the next minutes."""
+    quiet = 0
+    for _ in range(10):
+        cursor, runs = automation_tick(defs, instance, cursor)
+        quiet = 0 if runs else quiet + 1
+        if quiet == 2:
+            return
+    raise SystemExit("the automation did not settle after 10 ticks; see the runs in `scripts/ui` (`dg dev`)")
+
+
+def predict_and_report(defs: dg.Definitions, instance: dg.DagsterInstance, catalogue: Catalogue, cursor) -> None:
     from fic_assets.defs.predictions.predict import predictions_by_label
 
-    tick(defs, instance, "prediction_sensor")  # -> predict_job over the brands the production model has not seen
-    tick(defs, instance, "prediction_sensor")  # -> report_job
+    refresh(defs, instance, cursor)  # -> brand_predictions over the brands the production model has not seen, the report
     with warehouse.connect(settings.get("FIC_DUCKDB"), read_only=True) as con:
         by_label = predictions_by_label(con)
         say(f"predictions: {by_label}; brand report: {Path(settings.get('FIC_REPORTS_DIR')) / 'index.html'}")
@@ -298,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
 
         for run_id in release_dead_runs(instance):  # an earlier demo killed hard would hold the duckdb pool slot
             say(f"released run {run_id}: its process was gone")
+        if not args.crawl_only:
+            # The automation's first tick: what changes from here on (crawl, promotion) counts as an update.
+            cursor, _ = automation_tick(defs, instance, None)
         # The four steps of the docstring as a bar on stderr (a terminal only): where a 6-minute demo is.
         steps = progress.bar(total=1 if args.crawl_only else 4, desc="fic demo: crawl", unit="step")
         crawl(defs, instance)
@@ -310,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             retrain_and_relabel(defs, instance)
             steps.update()
             steps.set_description("fic demo: predictions")
-            predict_and_report(defs, instance, catalogue)
+            predict_and_report(defs, instance, catalogue, cursor)
             steps.update()
         steps.close()
 

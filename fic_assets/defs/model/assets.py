@@ -125,10 +125,19 @@ def promotion_blocker(instance: dg.DagsterInstance, model_storage_id: int, versi
     return None
 
 
+# Promote a new `model` automatically, but only once its blocking `model_quality` check passed on it (automation_sensor
+# evaluates it). retrain_job promotes in its own run; eager() ignores an update of `model` by a run that also
+# targeted production_model, so that run's model is not promoted twice.
+PROMOTION_CONDITION = (
+    dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("eager once model_quality passed")
+
+
 @dg.asset(
     group_name="model",
     deps=["model"],
     kinds={"json"},
+    automation_condition=PROMOTION_CONDITION,
     description="Promotes the latest model once its `model_quality` check passed: models/production.json, which scoring and labelling read.",
 )
 def production_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:

@@ -27,6 +27,9 @@ def production_model_dir() -> tuple[str, Path]:
     deps=["image_urls", "production_model"],
     # A backfill over all brands is one run: one model load, one DuckDB writer at a time.
     backfill_policy=dg.BackfillPolicy.single_run(),
+    # Stale when the brand's crawl (image_urls) or the production model updated after it; not while either is
+    # missing or in progress (automation_sensor evaluates it). A promotion makes every crawled brand stale at once.
+    automation_condition=dg.AutomationCondition.eager(),
     pool=DUCKDB_POOL,
     description=(
         "Worn / not worn for every image of the brand by the production model: DuckDB `predictions` (upsert) and "

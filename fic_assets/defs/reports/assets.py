@@ -10,6 +10,20 @@ from fic_assets.platform import settings
 from fic_assets.platform.warehouse import DuckDBResource
 
 
+# The report reads every brand: rebuild it when the pieces or predictions it shows changed, once they settled: no
+# dependency updated since the previous tick or in progress. A crawl makes predictions stale in the same tick, and
+# the predictions' run (partitioned) cannot share a run with the report, so the report waits a tick and then for
+# that run: one report after a refresh, not one per brand. Unlike eager() it does not wait for every brand to have
+# predictions: before the first model, or with a brand whose crawl failed, the report shows what there is.
+REPORT_CONDITION = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.newly_updated() | dg.AutomationCondition.in_progress()
+    ).with_label("any_deps_updated_last_tick_or_in_progress")
+    & ~dg.AutomationCondition.in_progress()
+).with_label("inputs updated and settled")
+
+
 def reports_dir() -> Path:
     return Path(settings.get("FIC_REPORTS_DIR"))
 
@@ -18,6 +32,7 @@ def reports_dir() -> Path:
     group_name="predictions",
     kinds={"html", "duckdb"},
     deps=["brand_predictions", "pieces"],
+    automation_condition=REPORT_CONDITION,
     description=(
         "Per brand: pieces, images, share worn, prices, colours and how often the shop's packshot flag agrees with "
         "the model. A static HTML report with PNG plots under reports/ (open reports/index.html in a browser)."
