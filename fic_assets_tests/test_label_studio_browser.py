@@ -7,21 +7,16 @@ label-studio-task.png, and label-studio-failure.png when a browser step fails.""
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from fic_assets.platform import warehouse
 from fic_assets.platform.warehouse import DuckDBResource
-from fic_assets_tests.conftest import require
-from fic_assets_tests.test_ui_browser import assert_not_blank
+from fic_assets_tests.test_ui_browser import ARTIFACTS, CHROMIUM, assert_not_blank, playwright_for
 
-CHROMIUM = os.environ.get("FIC_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 SCREENSHOTS = {
     "tasks": ARTIFACTS / "label-studio-tasks.png",
     "task": ARTIFACTS / "label-studio-task.png",
@@ -66,19 +61,12 @@ def inside(box: dict | None) -> bool:
 @pytest.mark.browser
 def test_a_person_sees_the_least_sure_task_first_with_the_models_choice_and_score_without_scrolling(
         label_studio, demo_shop_url, trained_model, tmp_path, monkeypatch):
-    require(Path(CHROMIUM).exists(), f"Debian chromium at {CHROMIUM}")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError as error:
-        require(False, f"the playwright package ({error})")
+    expect, sync_playwright = playwright_for(SCREENSHOTS)
     from fic_assets.defs.labelling.assets import label_studio_project, label_tasks
     from fic_assets.defs.labelling.client import LabelStudioResource
     from fic_assets.defs.model import artifact
     from fic_assets_tests.test_labelling import materialize
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    for path in SCREENSHOTS.values():  # never leave an older run's screenshots looking like this run's
-        path.unlink(missing_ok=True)
     monkeypatch.setenv("FIC_MODELS_DIR", str(tmp_path / "models"))
     artifact.promote(trained_model, "browser-v1", {"f1": 1.0})
     duckdb = DuckDBResource(path=str(tmp_path / "fic.duckdb"))

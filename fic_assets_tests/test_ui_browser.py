@@ -115,16 +115,23 @@ def materialize_from_asset_page(page, url: str) -> str:
     return re.search(r"Launched run ([0-9a-f]{8})", launched.inner_text()).group(1)
 
 
-@pytest.mark.browser
-def test_ui_shows_the_asset_graph_and_materializes_brands_from_a_click(tmp_path, demo_shop_url):
+def playwright_for(screenshots: dict[str, Path]):
+    """(expect, sync_playwright) once Debian's Chromium and playwright are there (required under CI=true), with
+    the test's old screenshots removed: an earlier run's must never look like this run's."""
     require(Path(CHROMIUM).exists(), f"Debian chromium at {CHROMIUM}")
     try:
         from playwright.sync_api import expect, sync_playwright
     except ImportError as error:
         require(False, f"the playwright package ({error})")
     ARTIFACTS.mkdir(exist_ok=True)
-    for path in SCREENSHOTS.values():  # never leave an older run's screenshots looking like this run's
+    for path in screenshots.values():
         path.unlink(missing_ok=True)
+    return expect, sync_playwright
+
+
+@pytest.mark.browser
+def test_ui_shows_the_asset_graph_and_materializes_brands_from_a_click(tmp_path, demo_shop_url):
+    expect, sync_playwright = playwright_for(SCREENSHOTS)
 
     # No Label Studio here: the labelling sensors' ticks fail clearly and change nothing.
     env = platform_env(tmp_path, demo_shop_url, FIC_LABEL_STUDIO_URL=f"http://127.0.0.1:{free_port()}")
