@@ -15,7 +15,7 @@ import pytest
 
 from fic_assets.platform import warehouse
 from fic_assets.platform.warehouse import DuckDBResource
-from fic_assets_tests.test_ui_browser import ARTIFACTS, CHROMIUM, assert_not_blank, playwright_for
+from fic_assets_tests.test_ui_browser import ARTIFACTS, CHROMIUM, assert_not_blank, failure_screenshot, playwright_for
 
 SCREENSHOTS = {
     "tasks": ARTIFACTS / "label-studio-tasks.png",
@@ -119,10 +119,7 @@ def test_a_person_sees_the_least_sure_task_first_with_the_models_choice_and_scor
                 assert inside(choices.nth(n).bounding_box()), (n, choices.nth(n).bounding_box())
             assert inside(prediction.bounding_box()), prediction.bounding_box()
         except BaseException:
-            try:
-                page.screenshot(path=str(SCREENSHOTS["failure"]), full_page=True, timeout=15_000)
-            except Exception:  # the original failure matters more than a missing screenshot
-                pass
+            failure_screenshot(page, SCREENSHOTS["failure"])
             raise
         finally:
             browser.close()

@@ -115,6 +115,14 @@ def materialize_from_asset_page(page, url: str) -> str:
     return re.search(r"Launched run ([0-9a-f]{8})", launched.inner_text()).group(1)
 
 
+def failure_screenshot(page, path: Path) -> None:
+    """The whole page as a failing test left it; never raises: the original failure matters more."""
+    try:
+        page.screenshot(path=str(path), full_page=True, timeout=15_000)
+    except Exception:
+        pass
+
+
 def playwright_for(screenshots: dict[str, Path]):
     """(expect, sync_playwright) once Debian's Chromium and playwright are there (required under CI=true), with
     the test's old screenshots removed: an earlier run's must never look like this run's."""
@@ -165,10 +173,7 @@ def test_ui_shows_the_asset_graph_and_materializes_brands_from_a_click(tmp_path,
             expect(page.get_by_role("row", name=re.compile(rf"^brands\b.* {brands}$"))).to_be_visible(timeout=UI_TIMEOUT_MS)
             page.screenshot(path=str(SCREENSHOTS["asset"]), full_page=True)
         except BaseException:
-            try:
-                page.screenshot(path=str(SCREENSHOTS["failure"]), full_page=True, timeout=15_000)
-            except Exception:  # the original failure matters more than a missing screenshot
-                pass
+            failure_screenshot(page, SCREENSHOTS["failure"])
             raise
         finally:
             browser.close()
