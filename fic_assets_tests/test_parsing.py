@@ -25,12 +25,10 @@ from fic_crawler.parsing import (
     image_records,
     item_id_for,
     lowest_offer,
-    page_selector,
     pagination_links,
     parse_brand_index,
     parse_price_text,
     parse_product,
-    product_from_selector,
     product_links,
 )
 
@@ -76,6 +74,11 @@ def product_page(
 </body></html>"""
 
 
+def read_alike(product: dict) -> dict:
+    """The product without `parsed_by`: what two paths through the parser must agree on."""
+    return {key: value for key, value in product.items() if key != "parsed_by"}
+
+
 def ld(data: object) -> str:
     return f'<script type="application/ld+json">{json.dumps(data)}</script>'
 
@@ -99,7 +102,9 @@ def test_zalando_de_page_reads_json_ld_and_ignores_recommendation_images():
 
 def test_same_page_without_json_ld_gives_the_same_product_from_markup():
     """No JSON-LD Product: name from the h1, brand link, price/colour after it, gallery minus thumbnails."""
-    assert parse_saved("zalando_de_product_no_jsonld.html") == parse_saved("zalando_de_product.html")
+    from_markup, from_json_ld = parse_saved("zalando_de_product_no_jsonld.html"), parse_saved("zalando_de_product.html")
+    assert read_alike(from_markup) == read_alike(from_json_ld)
+    assert (from_markup["parsed_by"], from_json_ld["parsed_by"]) == ("html", "json-ld")
 
 
 def test_en_gb_page_with_pound_price_graph_and_image_objects():
@@ -162,7 +167,8 @@ def test_html_truncated_inside_the_json_ld_falls_back_to_markup():
     """The Product script is cut mid-string: invalid JSON, skipped; the markup has everything."""
     html = saved("zalando_de_product.html")
     cut = html[: html.index('"offers"') + 20]
-    assert parse_product(cut, LEVIS_URL) == parse_saved("zalando_de_product.html")
+    product = parse_product(cut, LEVIS_URL)
+    assert read_alike(product) == read_alike(parse_saved("zalando_de_product.html")) and product["parsed_by"] == "html"
 
 
 def test_html_truncated_before_the_h1_is_no_product():
@@ -177,7 +183,7 @@ def test_one_invalid_json_ld_script_is_skipped_and_noted():
     broken = '<script type="application/ld+json">{"@type": "BreadcrumbList", "itemListElement": [</script>'
     notes: list[str] = []
     html = product_page(json_ld=broken + ld(product_ld), colour=None, images=())
-    product = product_from_selector(page_selector(html), "https://shop.test/kemi-ma322n0c5-k11.html", notes)
+    product = parse_product(html, "https://shop.test/kemi-ma322n0c5-k11.html", notes)
     assert (product["name"], product["brand"], product["price"]) == ("KEMI", "Marc O'Polo", 129.95)
     assert "invalid_json_ld" in notes
 
@@ -393,6 +399,9 @@ def expected_from_catalogue(product, base_url: str) -> dict:
         "item_id": product.sku, "sku": product.sku, "name": product.name, "brand": product.brand.name,
         "price": float(product.price) if priced else None, "currency": "EUR" if priced else None,
         "colour": product.colour, "url": base_url + product.path, "images": images,
+        # Without a usable Product the markup answers; without offers the JSON-LD is completed from it.
+        "parsed_by": {"no_jsonld": "html", "broken_jsonld": "html", "truncated": "html", "missing_price": "json-ld+html"}.get(
+            product.page_defect or "", "json-ld"),
     }
 
 
@@ -410,7 +419,7 @@ def test_demo_shop_product_pages_match_the_catalogue(demo_shop_url):
         expected = expected_from_catalogue(product, demo_shop_url)
         assert parse_product(html, url) == expected, product
         # The markup alone says the same (the fallback is not just for the defect pages).
-        assert parse_product(without_json_ld(html), url) == expected, product
+        assert parse_product(without_json_ld(html), url) == {**expected, "parsed_by": "html"}, product
 
 
 def test_demo_shop_javascript_page_without_browser_is_no_product(demo_shop_url):
