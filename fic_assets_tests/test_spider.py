@@ -133,6 +133,22 @@ def test_broken_pages_are_recorded_with_reasons_in_the_stats_file(brand_crawl: C
     assert stats["item_scraped_count"] == len(brand_crawl.items)
 
 
+def test_each_item_says_which_parser_path_read_it_and_the_stats_count_them(brand_crawl: Crawl):
+    """Intact pages are read from their JSON-LD alone (no DOM of the ~700 KB page); the missing-price page's JSON-LD
+    is completed from the markup; the pages without a usable Product (none, broken) are read from the markup."""
+    by_item = {item["item_id"]: item["parsed_by"] for item in brand_crawl.items}
+    defect = {p.sku: p.page_defect for p in CATALOGUE.products if p.page_defect}
+    assert {sku: by_item[sku] for sku in defect if sku in by_item} == {
+        sku: {"no_jsonld": "html", "broken_jsonld": "html", "missing_price": "json-ld+html"}[kind]
+        for sku, kind in defect.items() if kind != "truncated"}
+    assert {path for sku, path in by_item.items() if sku not in defect} == {"json-ld"}
+    counted = {key.removeprefix("fic/parsed_by/"): n for key, n in brand_crawl.stats.items() if key.startswith("fic/parsed_by/")}
+    # Counted per page read: the truncated page too, read from its markup, then dropped for lack of images.
+    assert counted == {"json-ld": len(by_item) - 3, "json-ld+html": 1, "html": 3}
+    # The visible headers agree with the JSON-LD on every demo page: no disagreement logged.
+    assert not [key for key in brand_crawl.stats if key.startswith("fic/parse/json_ld_disagrees")]
+
+
 def test_max_pages_limits_listing_pages(demo_shop_url: str, tmp_path: Path):
     assert listing_pages("levis") >= 3
     one = crawl(tmp_path / "arg", demo_shop_url, "-a", "brands=levis", "-a", "max_pages=1")

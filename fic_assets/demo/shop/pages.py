@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -19,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from fic_assets.demo.shop import images
+from fic_assets.demo.shop.weight import PageWeight
 from fic_assets.demo.shop.catalogue import (
     CATEGORIES,
     Brand,
@@ -59,12 +61,16 @@ class ClassNames:
     def __getattr__(self, role: str) -> str:
         if role.startswith("_"):
             raise AttributeError(role)
-        digest = hashlib.blake2b((self._prefix + role).encode(), digest_size=19).digest()
-        tokens = [digest[1 + 6 * n : 7 + 6 * n] for n in range(2 + digest[0] % 2)]
-        return " ".join(
-            self.FIRST[token[0] % len(self.FIRST)] + "".join(self.ALPHABET[b % len(self.ALPHABET)] for b in token[1:])
-            for token in tokens
-        )
+        return _class_string(self._prefix, role)
+
+
+@lru_cache(maxsize=None)
+def _class_string(prefix: str, role: str) -> str:
+    """Made once per (seed, template, role): a page reads thousands of them."""
+    digest = hashlib.blake2b((prefix + role).encode(), digest_size=19).digest()
+    tokens = [digest[1 + 6 * n : 7 + 6 * n] for n in range(2 + digest[0] % 2)]
+    first, alphabet = ClassNames.FIRST, ClassNames.ALPHABET
+    return " ".join(first[token[0] % len(first)] + "".join(alphabet[b % len(alphabet)] for b in token[1:]) for token in tokens)
 
 
 def script_json(data: object) -> str:
@@ -98,6 +104,8 @@ class Shop:
             lstrip_blocks=True,
         )
         self.env.globals["nav_categories"] = list(CATEGORIES.items())
+        self.weight = PageWeight(catalogue)
+        self._recommended: dict[str, list[Product]] = {}
 
     # --- plumbing -------------------------------------------------------------------------------------
 
@@ -193,6 +201,7 @@ class Shop:
         chunk = products[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         return self.html(
             "listing.html",
+            **{key: Markup(text) for key, text in self.weight.listing_parts(base_url, chunk).items()},
             title=f"{brand.name} | {CATEGORIES[category]}" if category else brand.name,
             total=len(products),
             # Every third card links absolutely, the rest relative to the shop root, as on the real site.
@@ -257,7 +266,7 @@ class Shop:
         alt = f"{product.brand.name} {product.name} - {product.colour}"
         gallery = [{"src": image_url(base_url, image), "thumb": image_url(base_url, image, THUMB_WIDTH), "alt": alt}
                    for image in product.images]
-        others = iter(recommendations(self.catalogue, product, sum(count for _, count in RECOMMENDATIONS)))
+        others = iter(self.recommended(product))
         sections = [
             # Recommendation cards show the other product's gallery URL itself: a crawler taking every image
             # on the page would file another product's image under this one.
@@ -275,12 +284,20 @@ class Shop:
             sections=sections,
         )
 
+    def recommended(self, product: Product) -> list[Product]:
+        """The page's recommendation cards, drawn once per product: the markup and its state show the same."""
+        if product.sku not in self._recommended:
+            self._recommended[product.sku] = recommendations(self.catalogue, product, sum(count for _, count in RECOMMENDATIONS))
+        return self._recommended[product.sku]
+
     def product_page(self, product: Product, base_url: str) -> Response:
         head, end = self.jsonld(base_url, product)
         main = Markup(self.product_main(base_url, product))
+        # The real page's weight (~700 KB: hydration state, styles, tracking) around the product: weight.py.
+        weight = {key: Markup(text) for key, text in self.weight.product_parts(base_url, product, self.recommended(product)).items()}
         page = self.render("product.html", title=f"{product.brand.name} {product.name}", main=main,
                            canonical=product_url(base_url, product),
-                           head_jsonld=[Markup(text) for text in head], end_jsonld=[Markup(text) for text in end])
+                           head_jsonld=[Markup(text) for text in head], end_jsonld=[Markup(text) for text in end], **weight)
         if product.page_defect == "truncated":
             # The connection "broke" a few characters into the gallery: 200, correct length, no end.
             gallery = f'<ul class="{ClassNames(self.catalogue.seed, "product_main.html").gallery}"'
