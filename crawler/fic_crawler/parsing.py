@@ -53,11 +53,12 @@ MAX_PRICE = 10_000_000.0
 EXPONENT = re.compile(r"\d[eE][+-]?\d")
 # Image URLs the feed may carry: fetched later by the platform, so only the web's own schemes.
 IMAGE_SCHEMES = frozenset({"http", "https"})
+CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 # No DOM is built of a page larger than this (a real one is < 1 MB; lxml needs ~10x the text in memory): the
 # JSON-LD scan still reads it, the HTML fallback does not (`page_too_large`).
 MAX_DOM_CHARS = 8_000_000
 # How much markup after the <h1> the cross-check of JSON-LD against the visible header reads (price, colour).
-HEADER_CHARS = 4000
+HEADER_CHARS = 1500
 
 
 class NoProductError(ValueError):
@@ -149,46 +150,72 @@ def as_selector(page: str | Selector) -> Selector:
 # `-->`. Tags are taken in lower case, as every shop writes them.
 
 TYPE_ATTRIBUTE = re.compile(r"""\btype\s*=\s*["']?([^"'\s>]*)""", re.IGNORECASE)
+
+
+class _Needles:
+    """The scans' strings, as str or as bytes: a fetched page is scanned as the bytes it came in (a 700 KB page
+    with one "€" is 1.4 MB as a Python str, and decoding it costs more than the whole scan)."""
+
+    def __init__(self, kind: type) -> None:
+        def cast(text: str) -> Any:
+            return text if kind is str else text.encode("ascii")
+
+        self.ld_json, self.application_ld_json = cast("ld+json"), cast("application/ld+json")
+        self.lt, self.gt, self.script, self.script_end = cast("<"), cast(">"), cast("<script"), cast("</script")
+        self.comment, self.comment_end, self.h1, self.h1_end = cast("<!--"), cast("-->"), cast("<h1"), cast("</h1")
+        self.tag_name_end, self.h1_name_end = cast(" \t\r\n\f/"), cast("> \t\r\n\f")
+        self.type_attribute = TYPE_ATTRIBUTE if kind is str else re.compile(TYPE_ATTRIBUTE.pattern.encode(), re.IGNORECASE)
+
+
+NEEDLES = {str: _Needles(str), bytes: _Needles(bytes)}
 ATTRIBUTE = re.compile(r"""([^\s"'<>/=]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")
 LINK_OR_META = re.compile(r"<(?:link|meta)\b[^>]*>", re.IGNORECASE)
 HTML_LANG = re.compile(r"""<html\b[^>]*?\slang\s*=\s*["']?([A-Za-z0-9-]+)""", re.IGNORECASE)
 
 
-def _inside_script(text: str, pos: int) -> bool:
-    """Is `pos` inside a <script>'s text? Scripts do not nest: the nearest opening before it has no end before it."""
-    return text.rfind("<script", 0, pos) > text.rfind("</script", 0, pos)
+def _in_markup(html: str | bytes, pos: int) -> bool:
+    """A tag at `pos` is one the browser sees: not quoted in a script's text, not commented out.
+
+    Looks back only to the nearest `</script` (scripts do not nest: a `<script` after it means `pos` is inside that
+    script's text), so the cost is the distance to the previous script, not to the top of a 700 KB page. A comment
+    opened before that `</script` (a commented-out run of scripts) is not seen: no shop writes one around JSON-LD.
+    """
+    n = NEEDLES[type(html)]
+    since = max(html.rfind(n.script_end, 0, pos), 0)
+    if html.rfind(n.script, since, pos) != -1:
+        return False
+    comment = html.rfind(n.comment, since, pos)
+    return comment == -1 or html.find(n.comment_end, comment + 4, pos) != -1
 
 
-def _inside_comment(text: str, pos: int) -> bool:
-    start = text.rfind("<!--", 0, pos)
-    return start != -1 and text.find("-->", start + 4, pos) == -1 and not _inside_script(text, start)
-
-
-def _in_markup(text: str, pos: int) -> bool:
-    """A tag at `pos` is one the browser sees: not quoted in a script, not commented out."""
-    return not _inside_script(text, pos) and not _inside_comment(text, pos)
-
-
-def json_ld_scripts(html: str) -> list[str]:
+def json_ld_scripts(html: str | bytes, encoding: str = "utf-8") -> list[str]:
     """The text of every `<script type="application/ld+json">` of the page, in page order, without parsing the page.
 
-    Finds each "ld+json", then checks that it is the type of a <script> tag the browser sees. A script cut off by
-    the end of the page runs to the end, as in the DOM.
+    `html` as text, or as the bytes it came in (any ASCII-compatible `encoding`; only the scripts are decoded).
+    Finds each "application/ld+json" (else any "ld+json"), then checks that it is the type of a <script> tag the
+    browser sees. A script cut off by the end of the page runs to the end, as in the DOM.
     """
+    n = NEEDLES[type(html)]
+    scripts = _json_ld_scripts(html, n, n.application_ld_json) or _json_ld_scripts(html, n, n.ld_json)
+    return [script.decode(encoding, errors="replace") if isinstance(script, bytes) else script for script in scripts]
+
+
+def _json_ld_scripts(html: Any, n: _Needles, needle: Any) -> list:
     scripts = []
     pos = 0
-    while (hit := html.find("ld+json", pos)) != -1:
-        pos = hit + 7
-        start = html.rfind("<", 0, hit)
-        if start == -1 or html[start : start + 7].lower() != "<script" or html[start + 7 : start + 8] not in " \t\r\n\f/":
+    while (hit := html.find(needle, pos)) != -1:
+        pos = hit + len(needle)
+        start = html.rfind(n.lt, 0, hit)
+        if start == -1 or html[start : start + 7].lower() != n.script or html[start + 7 : start + 8] not in n.tag_name_end:
             continue
-        open_end = html.find(">", hit)
+        open_end = html.find(n.gt, hit)
         if open_end == -1:
             break
-        declared = TYPE_ATTRIBUTE.search(html, start + 7, open_end)
-        if "<" in html[start + 1 : hit] or not declared or "ld+json" not in declared.group(1).lower() or not _in_markup(html, start):
+        declared = n.type_attribute.search(html, start + 7, open_end)
+        if (n.lt in html[start + 1 : hit] or not declared or n.ld_json not in declared.group(1).lower()
+                or not _in_markup(html, start)):
             continue
-        end = html.find("</script", open_end)
+        end = html.find(n.script_end, open_end)
         end = len(html) if end == -1 else end
         scripts.append(html[open_end + 1 : end])
         pos = end
@@ -225,35 +252,56 @@ def html_language(html: str) -> str:
     return match.group(1).lower() if match else ""
 
 
-def header_fragment(html: str) -> str | None:
+def header_fragment(html: str | bytes, encoding: str = "utf-8") -> str | None:
     """The page's product <h1> and the markup right after it (price, colour), cut at a tag: the visible header,
     read without a DOM of the page. None without an <h1>."""
+    n = NEEDLES[type(html)]
     pos = 0
-    while (start := html.find("<h1", pos)) != -1:
+    while (start := html.find(n.h1, pos)) != -1:
         pos = start + 3
-        if html[start + 3 : start + 4] not in "> \t\r\n\f" or not _in_markup(html, start):
+        if html[start + 3 : start + 4] not in n.h1_name_end or not _in_markup(html, start):
             continue
-        close = html.find("</h1", start)
+        close = html.find(n.h1_end, start)
         close = start if close == -1 else close
         limit = close + HEADER_CHARS
         if limit >= len(html):
-            return html[start:]
-        cut = html.rfind("<", close, limit)
-        return html[start : cut if cut > close else limit]
+            fragment = html[start:]
+        else:
+            cut = html.rfind(n.lt, close, limit)
+            fragment = html[start : cut if cut > close else limit]
+        return fragment.decode(encoding, errors="replace") if isinstance(fragment, bytes) else fragment
     return None
 
 
-class Page:
-    """One page's text, and its DOM only once something asks for it (`selector`; `dom_built` says whether)."""
+def ascii_compatible(encoding: str) -> bool:
+    """Can a page in this encoding be scanned as bytes for ASCII markup (UTF-8, Latin-1, cp1252; not UTF-16)?"""
+    try:
+        return "<script>".encode(encoding) == b"<script>"
+    except LookupError:
+        return False
 
-    def __init__(self, html: str, url: str, selector: Callable[[], Selector] | None = None) -> None:
-        self.html = html
+
+class Page:
+    """One page: its content as text or as the bytes it came in (what the scans read), its text decoded only when
+    needed, and its DOM only once something asks for it (`selector`; `dom_built` says whether)."""
+
+    def __init__(self, content: str | bytes, url: str, selector: Callable[[], Selector] | None = None,
+                 encoding: str = "utf-8") -> None:
+        if isinstance(content, bytes) and not ascii_compatible(encoding):
+            content = content.decode(encoding, errors="replace")
+        self.content = content
+        self.encoding = encoding
         self.url = url.split("#", 1)[0]
         self._selector = selector
 
+    @cached_property
+    def html(self) -> str:
+        content = self.content
+        return content.decode(self.encoding, errors="replace") if isinstance(content, bytes) else content
+
     @property
     def too_large(self) -> bool:
-        return len(self.html) > MAX_DOM_CHARS
+        return len(self.content) > MAX_DOM_CHARS
 
     @cached_property
     def selector(self) -> Selector:
@@ -275,10 +323,12 @@ class Page:
         """The visible header for the cross-check: the page's markup when built anyway, else its header fragment's."""
         if self.dom_built:
             return self.markup
-        fragment = header_fragment(self.html)
+        fragment = header_fragment(self.content, self.encoding)
         if fragment is None:
             return None
-        return Markup(page_selector(f'<html lang="{html_language(self.html)}"><body>{fragment}</body></html>'), self.url)
+        top = self.content[:4096]
+        language = html_language(top.decode(self.encoding, errors="replace") if isinstance(top, bytes) else top)
+        return Markup(page_selector(f'<html lang="{language}"><body>{fragment}</body></html>'), self.url)
 
     @cached_property
     def canonical(self) -> str | None:
@@ -296,7 +346,7 @@ def _strip_script_wrappers(text: str) -> str:
     return text
 
 
-def json_ld_nodes(html: str, notes: list[str]) -> Iterator[dict]:
+def json_ld_nodes(html: str | bytes, notes: list[str], encoding: str = "utf-8") -> Iterator[dict]:
     """Every JSON object in the page's ld+json scripts, lists and `@graph` flattened.
 
     A script with invalid JSON is skipped and noted: one broken block must not hide a good one. So is a script
@@ -304,7 +354,7 @@ def json_ld_nodes(html: str, notes: list[str]) -> Iterator[dict]:
     JSON whose quotes are HTML entities (`{&quot;@type&quot;: ...}`: a template escaped it twice) is read unescaped
     and noted `json_ld_html_escaped`.
     """
-    for index, raw in enumerate(json_ld_scripts(html)):
+    for index, raw in enumerate(json_ld_scripts(html, encoding)):
         text = _strip_script_wrappers(raw)
         if not text:
             continue
@@ -584,7 +634,7 @@ def image_url_problem(url: str) -> str | None:
     `javascript:`, `data:`, `ftp:`, `file:` and friends, and URLs with whitespace or control characters
     (which browsers strip, so they hide a scheme), would be fetched by the platform later.
     """
-    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
+    if CONTROL_OR_SPACE.search(url):
         return "control_characters"
     parts = urlsplit(url)
     if parts.scheme.lower() not in IMAGE_SCHEMES:
@@ -846,17 +896,19 @@ class Markup:
 # --- the product ----------------------------------------------------------------------------------------
 
 
-def parse_product(html: str, url: str, notes: list[str] | None = None, selector: Callable[[], Selector] | None = None) -> dict:
+def parse_product(html: str | bytes, url: str, notes: list[str] | None = None, selector: Callable[[], Selector] | None = None,
+                  encoding: str = "utf-8") -> dict:
     """The product on a saved or fetched page, as a dict with exactly PRODUCT_KEYS.
 
-    JSON-LD first, read from the text without a DOM; a DOM of the page (`selector`, e.g. the spider's
-    `lambda: response.selector`, else built from `html`) only for what the JSON-LD does not say. `notes` collects the
-    fallbacks and oddities met (the spider counts them). Raises NoProductError when the page holds no product.
+    `html`: the page's text, or the bytes it came in with their `encoding` (the spider's response.body: scanned
+    without decoding the page). JSON-LD first, read without a DOM; a DOM of the page (`selector`, e.g. the spider's
+    `lambda: response.selector`, else built from the text) only for what the JSON-LD does not say. `notes` collects
+    the fallbacks and oddities met (the spider counts them). Raises NoProductError when the page holds no product.
     """
     notes = notes if notes is not None else []
     if not html or not html.strip():
         raise NoProductError("empty page")
-    page = Page(html, url, selector)
+    page = Page(html, url, selector, encoding)
     product = _product(page, notes)
     for note in notes:
         logger.debug("%s: %s", page.url, note)
@@ -871,11 +923,11 @@ def _product(page: Page, notes: list[str]) -> dict:
         markup = page.markup
         return [markup.name, clean_text("".join(markup.h1.itertext()))] if markup.h1 is not None else []
 
-    node = pick_product(json_ld_nodes(page.html, notes), url_sku, page_urls=lambda: [url, page.canonical or ""], heading=heading)
+    node = pick_product(json_ld_nodes(page.content, notes, page.encoding), url_sku, page_urls=lambda: [url, page.canonical or ""], heading=heading)
     if node is None:
         if page.too_large:
             raise NoProductError(
-                f"no schema.org Product in JSON-LD, and the page ({len(page.html):,} characters) is too large for a DOM "
+                f"no schema.org Product in JSON-LD, and the page ({len(page.content):,} characters) is too large for a DOM "
                 f"(at most {MAX_DOM_CHARS:,})" + _unread_json_ld(notes), kind="page_too_large")
         markup = page.markup  # the whole page's DOM
         if markup.h1 is None:

@@ -149,8 +149,10 @@ class ZalandoSpider(ShopSpider):
             return
         notes: list[str] = []
         try:
-            # The text first: the DOM (response.selector) is built only if the JSON-LD leaves something unsaid.
-            product = parse_product(response.text, response.url, notes, selector=lambda: response.selector)
+            # The bytes as they came (scanned, not decoded): the DOM (response.selector) is built only if the
+            # JSON-LD leaves something unsaid.
+            product = parse_product(response.body, response.url, notes, selector=lambda: response.selector,
+                                    encoding=response.encoding)
         except NoProductError as error:
             self.drop_page(response.url, error.kind, error.reason, brand_slug)
             return

@@ -42,6 +42,19 @@ ROBOTS = "User-agent: *\nDisallow: /myaccount/\nDisallow: /cart/\nDisallow: /_de
 SHOP_ID = "fic-demo-shop"  # what /_demo/health answers, so `--background` knows its own shop
 
 
+SPLICE = "\x00"  # marks where pre-encoded page weight goes: never in a rendered page otherwise
+
+
+def spliced(page: str, parts: dict[str, bytes]) -> bytes:
+    """The rendered page with each `\\x00name\\x00` placeholder replaced by parts[name] (already UTF-8)."""
+    pieces = page.split(SPLICE)
+    return b"".join(parts[piece] if index % 2 else piece.encode() for index, piece in enumerate(pieces))
+
+
+def placeholders(parts: dict[str, bytes]) -> dict[str, Markup]:
+    return {name: Markup(f"{SPLICE}{name}{SPLICE}") for name in parts}
+
+
 @dataclass(frozen=True)
 class Response:
     status: int
@@ -106,6 +119,7 @@ class Shop:
         self.env.globals["nav_categories"] = list(CATEGORIES.items())
         self.weight = PageWeight(catalogue)
         self._recommended: dict[str, list[Product]] = {}
+        self._main: dict[tuple[str, str], str] = {}
 
     # --- plumbing -------------------------------------------------------------------------------------
 
@@ -199,9 +213,10 @@ class Shop:
             return listing_path if number == 1 else f"{listing_path}?p={number}"
 
         chunk = products[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-        return self.html(
+        weight = self.weight.listing_parts(base_url, chunk)
+        rendered = self.render(
             "listing.html",
-            **{key: Markup(text) for key, text in self.weight.listing_parts(base_url, chunk).items()},
+            **placeholders(weight),
             title=f"{brand.name} | {CATEGORIES[category]}" if category else brand.name,
             total=len(products),
             # Every third card links absolutely, the rest relative to the shop root, as on the real site.
@@ -212,6 +227,7 @@ class Shop:
             previous=href(page - 1) if page > 1 else None,
             next=href(page + 1) if page < pages else None,
         )
+        return Response(200, HTML, spliced(rendered, weight))
 
     def jsonld(self, base_url: str, product: Product) -> tuple[list[str], list[str]]:
         """(head scripts, end-of-body scripts) of ld+json text; the Product sits at the end of the body, so a
@@ -262,7 +278,16 @@ class Shop:
         }
 
     def product_main(self, base_url: str, product: Product) -> str:
-        """The visible product markup (header, gallery, recommendations), shared by the static and JS pages."""
+        """The visible product markup (header, gallery, recommendations), shared by the static and JS pages.
+
+        Rendered once per product and base URL (~40 KB each, the costly part of a page: 48 cards), so a crawl that
+        comes back for a page costs string joins."""
+        key = (base_url, product.sku)
+        if key not in self._main:
+            self._main[key] = self._product_main(base_url, product)
+        return self._main[key]
+
+    def _product_main(self, base_url: str, product: Product) -> str:
         alt = f"{product.brand.name} {product.name} - {product.colour}"
         gallery = [{"src": image_url(base_url, image), "thumb": image_url(base_url, image, THUMB_WIDTH), "alt": alt}
                    for image in product.images]
@@ -294,15 +319,17 @@ class Shop:
         head, end = self.jsonld(base_url, product)
         main = Markup(self.product_main(base_url, product))
         # The real page's weight (~700 KB: hydration state, styles, tracking) around the product: weight.py.
-        weight = {key: Markup(text) for key, text in self.weight.product_parts(base_url, product, self.recommended(product)).items()}
-        page = self.render("product.html", title=f"{product.brand.name} {product.name}", main=main,
-                           canonical=product_url(base_url, product),
-                           head_jsonld=[Markup(text) for text in head], end_jsonld=[Markup(text) for text in end], **weight)
+        weight = self.weight.product_parts(base_url, product, self.recommended(product))
+        rendered = self.render("product.html", title=f"{product.brand.name} {product.name}", main=main,
+                               canonical=product_url(base_url, product),
+                               head_jsonld=[Markup(text) for text in head], end_jsonld=[Markup(text) for text in end],
+                               **placeholders(weight))
+        page = spliced(rendered, weight)
         if product.page_defect == "truncated":
             # The connection "broke" a few characters into the gallery: 200, correct length, no end.
-            gallery = f'<ul class="{ClassNames(self.catalogue.seed, "product_main.html").gallery}"'
+            gallery = f'<ul class="{ClassNames(self.catalogue.seed, "product_main.html").gallery}"'.encode()
             page = page[: page.index(gallery) + 8]
-        return Response(200, HTML, page.encode())
+        return Response(200, HTML, page)
 
     def js_product_page(self, product: Product, base_url: str) -> Response:
         """The same product built by inline JavaScript: the raw HTML holds no h1, no ld+json, no product."""

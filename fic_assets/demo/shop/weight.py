@@ -7,7 +7,8 @@ its sizes, every recommendation's data, reviews, translations), inline styles, t
 crawler and its benchmarks meet real-size pages (docs/shop-markup.md, "Page weight").
 
 Deterministic per seed, and cheap: every fragment is generated once (per seed, or per product and base URL) and
-kept as finished text, so a page is string joins. Nothing in here is the product's truth: a crawler that reads
+kept as finished UTF-8 bytes, so a page is a join of bytes (a 700 KB str with one "€" costs more to encode than to
+join). Nothing in here is the product's truth: a crawler that reads
 the hydration blobs instead of the JSON-LD or the visible markup reads other products' data too.
 """
 
@@ -138,7 +139,6 @@ class PageWeight:
 
     # --- per product and base URL ---------------------------------------------------------------------
 
-    @lru_cache(maxsize=8192)
     def card_state(self, base_url: str, sku: str) -> str:
         """One product as a recommendation or listing card's state (~4 KB): its gallery at every width too."""
         product = self._by_sku[sku]
@@ -156,7 +156,6 @@ class PageWeight:
     def _by_sku(self) -> dict[str, Product]:
         return {product.sku: product for product in self.catalogue.products}
 
-    @lru_cache(maxsize=2048)
     def product_state(self, base_url: str, product: Product) -> str:
         """The product component's state: sizes with their offers, attributes, description (~15 KB)."""
         rng = self.rng("product", product.sku)
@@ -181,28 +180,35 @@ class PageWeight:
         state = '{"reviews":[' + ",".join(self.review_pool[n] for n in picked) + "]}"
         return wrapped(5, "reviews", f"<ul>{body}</ul>", state)
 
-    def cards_state(self, base_url: str, products: list[Product], name: str) -> str:
-        return '{"component":"' + name + '","items":[' + ",".join(self.card_state(base_url, p.sku) for p in products) + "]}"
-
     # --- whole pages ------------------------------------------------------------------------------------
 
-    def product_parts(self, base_url: str, product: Product, recommended: list[Product]) -> dict[str, str]:
-        """Template context: `weight_head`, `weight_top`, `weight_footer`, and `product_state` /
-        `recommendation_state` / `reviews` around the product's own markup."""
+    @cached_property
+    def shared(self) -> dict[str, bytes]:
+        return {"weight_head": self.head.encode(), "weight_top": self.top.encode(), "weight_footer": self.footer.encode(),
+                "filters": wrapped(4, "filters", "", self.filters).encode()}
+
+    @lru_cache(maxsize=8192)
+    def _encoded(self, kind: str, base_url: str, sku: str) -> bytes:
+        product = self._by_sku[sku]
+        if kind == "card":
+            return self.card_state(base_url, sku).encode()
+        if kind == "product":
+            return self.product_state(base_url, product).encode()
+        return self.reviews(product).encode()
+
+    def _cards(self, base_url: str, products: list[Product], name: str) -> bytes:
+        return (b'{"component":"' + name.encode() + b'","items":['
+                + b",".join(self._encoded("card", base_url, p.sku) for p in products) + b"]}")
+
+    def product_parts(self, base_url: str, product: Product, recommended: list[Product]) -> dict[str, bytes]:
+        """What pages.Shop splices into the product page: `weight_head`, `weight_top`, `weight_footer`, and
+        `product_state` / `recommendation_state` / `reviews` around the product's own markup."""
         return {
-            "weight_head": self.head,
-            "weight_top": self.top,
-            "weight_footer": self.footer,
-            "product_state": self.product_state(base_url, product),
-            "recommendation_state": self.cards_state(base_url, recommended, "recommendations"),
-            "reviews": self.reviews(product),
+            **self.shared,
+            "product_state": self._encoded("product", base_url, product.sku),
+            "recommendation_state": self._cards(base_url, recommended, "recommendations"),
+            "reviews": self._encoded("reviews", base_url, product.sku),
         }
 
-    def listing_parts(self, base_url: str, products: list[Product]) -> dict[str, str]:
-        return {
-            "weight_head": self.head,
-            "weight_top": self.top,
-            "weight_footer": self.footer,
-            "listing_state": self.cards_state(base_url, products, "catalog"),
-            "filters": wrapped(4, "filters", "", self.filters),
-        }
+    def listing_parts(self, base_url: str, products: list[Product]) -> dict[str, bytes]:
+        return {**self.shared, "listing_state": self._cards(base_url, products, "catalog")}
