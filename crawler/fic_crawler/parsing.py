@@ -54,6 +54,7 @@ EXPONENT = re.compile(r"\d[eE][+-]?\d")
 # Image URLs the feed may carry: fetched later by the platform, so only the web's own schemes.
 IMAGE_SCHEMES = frozenset({"http", "https"})
 CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+FRAGMENT_PARSER = etree.HTMLParser(recover=True, encoding="utf-8")
 # No DOM is built of a page larger than this (a real one is < 1 MB; lxml needs ~10x the text in memory): the
 # JSON-LD scan still reads it, the HTML fallback does not (`page_too_large`).
 MAX_DOM_CHARS = 8_000_000
@@ -129,10 +130,11 @@ def is_packshot(url: str) -> bool:
 def image_records(urls: Iterable[str]) -> list[dict]:
     """Dedupe by URL ignoring `imwidth` keeping first-seen order, each at its widest variant."""
     best: dict[str, str] = {}
+    widths: dict[str, int] = {}
     for url in urls:
-        key = image_key(url)
-        if key not in best or image_width(url) > image_width(best[key]):
-            best[key] = url
+        key, width = image_key(url), image_width(url)
+        if key not in best or width > widths[key]:
+            best[key], widths[key] = url, width
     return [{"url": url, "position": position, "is_packshot": is_packshot(url)} for position, url in enumerate(best.values())]
 
 
@@ -328,7 +330,9 @@ class Page:
             return None
         top = self.content[:4096]
         language = html_language(top.decode(self.encoding, errors="replace") if isinstance(top, bytes) else top)
-        return Markup(page_selector(f'<html lang="{language}"><body>{fragment}</body></html>'), self.url)
+        document = f'<html lang="{language}"><body>{fragment}</body></html>'.encode("utf-8")
+        # One parser for every fragment (parsel makes a new one per page, a good part of a 1.5 KB parse).
+        return Markup(etree.fromstring(document, FRAGMENT_PARSER), self.url)
 
     @cached_property
     def canonical(self) -> str | None:
@@ -746,8 +750,8 @@ def _block_of(element: etree._Element) -> etree._Element:
 class Markup:
     """What the visible page says about its product, computed lazily: JSON-LD usually makes most unneeded."""
 
-    def __init__(self, sel: Selector, url: str) -> None:
-        self.root: etree._Element = sel.root
+    def __init__(self, sel: Selector | etree._Element, url: str) -> None:
+        self.root: etree._Element = sel if isinstance(sel, etree._Element) else sel.root
         self.url = url
         self.language = _language(self.root) if isinstance(self.root.tag, str) else ""
 
