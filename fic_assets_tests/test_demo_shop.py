@@ -197,6 +197,35 @@ def test_product_page_has_exactly_one_product_with_its_own_images_not_the_recomm
     assert all(product.name not in img.attrib["alt"] for img in cards.css("img"))
 
 
+def test_product_and_listing_pages_have_the_real_pages_weight_and_shape(demo_shop_url, catalogue):
+    """Like a real Zalando page (~700 KB): Rendering Engine wrappers each followed by their hydration state, inline
+    styles, tracking scripts, one JSON-LD Product with per-size offers; the same bytes on every request."""
+    product = plain_product(catalogue)
+    status, _, body = fetch(demo_shop_url + product.path)
+    text = body.decode()
+    assert status == 200 and 550_000 < len(body) < 1_000_000
+    wrappers = re.findall(r"</(x-wrapper-re-[\d-]+)>\s*<script data-re-asset type=\"application/json\"[^>]*>", text)
+    assert len(wrappers) >= 3 and len(set(wrappers)) == len(wrappers)
+    states = re.findall(r'<script data-re-asset type="application/json"[^>]*>(.*?)</script>', text, re.S)
+    assert all(json.loads(state) for state in states) and sum(map(len, states)) > 300_000
+    assert "<style" in text and text.count("<script>") >= 2  # inline styles, tracking scripts
+    [data] = ld_products(Selector(text=text))
+    assert [offer["sku"] for offer in data["offers"]] == [offer.sku for offer in product.offers]
+    assert fetch(demo_shop_url + product.path)[2] == body
+    listing = fetch(f"{demo_shop_url}/{product.brand.path}/")[2]
+    assert len(listing) > 400_000 and b"x-wrapper-re-" in listing and b"data-re-asset" in listing
+
+
+def test_page_weight_is_deterministic_per_seed():
+    from fic_assets.demo.shop.pages import Shop
+
+    path = catalogue_for(42).products[0].path
+    first, again = (Shop(catalogue_for(42)).respond(path, {}, "http://shop.test").body for _ in range(2))
+    other_catalogue = catalogue_for(7)
+    other = Shop(other_catalogue).respond(other_catalogue.products[0].path, {}, "http://shop.test").body
+    assert first == again and first != other and len(other) > 550_000
+
+
 def test_product_page_with_the_brand_link_inside_the_h1(demo_shop_url, catalogue):
     product = plain_product(catalogue, brand_in_h1=True)
     selector = page(demo_shop_url + product.path)
@@ -237,7 +266,8 @@ def test_truncated_page_is_a_200_that_ends_before_the_gallery(demo_shop_url, cat
     status, headers, body = fetch(demo_shop_url + product.path)
     text = body.decode()
     assert status == 200 and int(headers["Content-Length"]) == len(body)
-    assert "</h1>" in text and "</html>" not in text and "ld+json" not in text.split("</head>")[1]
+    # No ld+json script in the body (the header's hydration state quotes one inside JSON, with escaped quotes).
+    assert "</h1>" in text and "</html>" not in text and '<script type="application/ld+json">' not in text.split("</head>")[1]
     assert "/img/article/" not in text.split("</h1>")[1]
 
 

@@ -8,6 +8,7 @@ Each test on bad input names the bad input.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -25,12 +26,10 @@ from fic_crawler.parsing import (
     image_records,
     item_id_for,
     lowest_offer,
-    page_selector,
     pagination_links,
     parse_brand_index,
     parse_price_text,
     parse_product,
-    product_from_selector,
     product_links,
 )
 
@@ -76,6 +75,11 @@ def product_page(
 </body></html>"""
 
 
+def read_alike(product: dict) -> dict:
+    """The product without `parsed_by`: what two paths through the parser must agree on."""
+    return {key: value for key, value in product.items() if key != "parsed_by"}
+
+
 def ld(data: object) -> str:
     return f'<script type="application/ld+json">{json.dumps(data)}</script>'
 
@@ -99,7 +103,9 @@ def test_zalando_de_page_reads_json_ld_and_ignores_recommendation_images():
 
 def test_same_page_without_json_ld_gives_the_same_product_from_markup():
     """No JSON-LD Product: name from the h1, brand link, price/colour after it, gallery minus thumbnails."""
-    assert parse_saved("zalando_de_product_no_jsonld.html") == parse_saved("zalando_de_product.html")
+    from_markup, from_json_ld = parse_saved("zalando_de_product_no_jsonld.html"), parse_saved("zalando_de_product.html")
+    assert read_alike(from_markup) == read_alike(from_json_ld)
+    assert (from_markup["parsed_by"], from_json_ld["parsed_by"]) == ("html", "json-ld")
 
 
 def test_en_gb_page_with_pound_price_graph_and_image_objects():
@@ -162,7 +168,8 @@ def test_html_truncated_inside_the_json_ld_falls_back_to_markup():
     """The Product script is cut mid-string: invalid JSON, skipped; the markup has everything."""
     html = saved("zalando_de_product.html")
     cut = html[: html.index('"offers"') + 20]
-    assert parse_product(cut, LEVIS_URL) == parse_saved("zalando_de_product.html")
+    product = parse_product(cut, LEVIS_URL)
+    assert read_alike(product) == read_alike(parse_saved("zalando_de_product.html")) and product["parsed_by"] == "html"
 
 
 def test_html_truncated_before_the_h1_is_no_product():
@@ -177,7 +184,7 @@ def test_one_invalid_json_ld_script_is_skipped_and_noted():
     broken = '<script type="application/ld+json">{"@type": "BreadcrumbList", "itemListElement": [</script>'
     notes: list[str] = []
     html = product_page(json_ld=broken + ld(product_ld), colour=None, images=())
-    product = product_from_selector(page_selector(html), "https://shop.test/kemi-ma322n0c5-k11.html", notes)
+    product = parse_product(html, "https://shop.test/kemi-ma322n0c5-k11.html", notes)
     assert (product["name"], product["brand"], product["price"]) == ("KEMI", "Marc O'Polo", 129.95)
     assert "invalid_json_ld" in notes
 
@@ -393,6 +400,9 @@ def expected_from_catalogue(product, base_url: str) -> dict:
         "item_id": product.sku, "sku": product.sku, "name": product.name, "brand": product.brand.name,
         "price": float(product.price) if priced else None, "currency": "EUR" if priced else None,
         "colour": product.colour, "url": base_url + product.path, "images": images,
+        # Without a usable Product the markup answers; without offers the JSON-LD is completed from it.
+        "parsed_by": {"no_jsonld": "html", "broken_jsonld": "html", "truncated": "html", "missing_price": "json-ld+html"}.get(
+            product.page_defect or "", "json-ld"),
     }
 
 
@@ -410,7 +420,7 @@ def test_demo_shop_product_pages_match_the_catalogue(demo_shop_url):
         expected = expected_from_catalogue(product, demo_shop_url)
         assert parse_product(html, url) == expected, product
         # The markup alone says the same (the fallback is not just for the defect pages).
-        assert parse_product(without_json_ld(html), url) == expected, product
+        assert parse_product(without_json_ld(html), url) == {**expected, "parsed_by": "html"}, product
 
 
 def test_demo_shop_javascript_page_without_browser_is_no_product(demo_shop_url):
@@ -448,6 +458,9 @@ def test_fic_parse_page_prints_one_json_object_per_page():
     assert [tuple(line) for line in lines] == [PRODUCT_KEYS, PRODUCT_KEYS]
     assert lines[0]["url"] == LEVIS_URL  # the page's <link rel=canonical>
     assert lines[1]["price"] == 39.95 and lines[1]["currency"] == "GBP"
+    # Which path read each page: the first's JSON-LD alone, the second's (no colour in it) completed from the markup.
+    assert [line["parsed_by"] for line in lines] == ["json-ld", "json-ld+html"]
+    assert f"{PAGES / 'zalando_de_product.html'}: read by json-ld" in result.stderr
 
 
 def test_fic_parse_page_url_option_and_file_uri_default(tmp_path):
@@ -486,3 +499,108 @@ def test_fic_parse_page_reads_latin1_page_by_its_meta_charset(tmp_path):
     result = fic(str(page))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["brand"] == "Björn Borg"
+
+
+# --- bad input on the JSON-LD path (issue 16): each gives the right item or a NoProductError with its kind ----
+
+OWN_SKU_URL = "https://shop.test/own-le221a000-k11.html"
+
+
+def own_product(**extra) -> dict:
+    return {"@context": "https://schema.org", "@type": "Product", "name": "501 ORIGINAL - Jeans Straight Leg", "sku": "LE221A000-K11",
+            "brand": {"@type": "Brand", "name": "Levi's"}, "color": "blau", "image": ["/img/article/a.jpg?imwidth=1800"],
+            "offers": [{"@type": "Offer", "price": "39.95", "priceCurrency": "EUR"}], **extra}
+
+
+def parsed(html: str, url: str = OWN_SKU_URL) -> tuple[dict, list[str]]:
+    notes: list[str] = []
+    return parse_product(html, url, notes), notes
+
+
+def test_intact_json_ld_is_read_without_building_a_dom():
+    product, notes = parsed(product_page(json_ld=ld(own_product())))
+    assert (product["name"], product["brand"], product["price"], product["colour"]) == ("501 ORIGINAL - Jeans Straight Leg", "Levi's", 39.95, "blau")
+    assert product["parsed_by"] == "json-ld" and notes == []
+
+
+def test_binary_garbage_is_no_product():
+    """Bad input: 64 KB of random bytes served as a page (decoded with replacement characters, NUL bytes kept)."""
+    import random
+
+    garbage = random.Random(16).randbytes(65536).decode("utf-8", errors="replace")
+    assert "\x00" in garbage
+    with pytest.raises(NoProductError) as raised:
+        parse_product(garbage, OWN_SKU_URL)
+    assert raised.value.kind == "no_product"
+
+
+def test_50_mb_page_reads_its_json_ld_and_without_one_is_too_large_for_a_dom():
+    """Bad input: a 50 MB page (hydration state padding the body). Its JSON-LD Product is read by the text scan;
+    the same page without JSON-LD is dropped as `page_too_large` instead of building a DOM of 50 MB."""
+    state = '<script data-re-asset type="application/json">{"pad": "' + "x" * 1_000_000 + '"}</script>\n'
+    body = product_page().replace("<body>", "<body>" + state * 50)
+    assert len(body) > 50_000_000
+    product, _ = parsed(body.replace("</body>", ld(own_product()) + "</body>"))
+    assert (product["name"], product["price"], product["parsed_by"]) == ("501 ORIGINAL - Jeans Straight Leg", 39.95, "json-ld")
+    with pytest.raises(NoProductError) as raised:
+        parse_product(body, OWN_SKU_URL)
+    assert raised.value.kind == "page_too_large" and "too large for a DOM" in raised.value.reason
+
+
+@pytest.mark.parametrize("price", [{"@type": "PriceSpecification", "price": "39.95", "priceCurrency": "EUR"},
+                                   {"value": 39.95, "currency": "EUR"}], ids=["price-specification", "value-currency"])
+def test_json_ld_price_object_instead_of_a_string(price):
+    """Bad input: `offers.price` is an object, not a string."""
+    product, _ = parsed(product_page(json_ld=ld(own_product(offers={"@type": "Offer", "price": price}))))
+    assert (product["price"], product["currency"], product["parsed_by"]) == (39.95, "EUR", "json-ld")
+
+
+@pytest.mark.parametrize("image", ["/img/article/a.jpg?imwidth=1800", ["/img/article/a.jpg?imwidth=1800"]], ids=["string", "list"])
+def test_json_ld_image_as_a_string_or_a_list(image):
+    """Bad input: `image` as a bare string instead of a list (both are schema.org)."""
+    product, _ = parsed(product_page(json_ld=ld(own_product(image=image))))
+    assert [i["url"] for i in product["images"]] == ["https://shop.test/img/article/a.jpg?imwidth=1800"]
+    assert product["parsed_by"] == "json-ld"
+
+
+def test_json_ld_graph_wrapper_on_the_text_path():
+    """Bad input: the Product inside an `@graph` beside Organization and BreadcrumbList."""
+    graph = {"@context": "https://schema.org", "@graph": [{"@type": "Organization", "name": "Shop"},
+                                                         {"@type": "BreadcrumbList"}, own_product()]}
+    product, _ = parsed(product_page(json_ld=ld(graph)))
+    assert (product["sku"], product["price"], product["parsed_by"]) == ("LE221A000-K11", 39.95, "json-ld")
+
+
+def test_two_product_blocks_pick_the_one_with_the_urls_sku():
+    """Bad input: two separate Product scripts, a recommendation first; the one with the URL's SKU is the page's."""
+    other = own_product(name="Other Jeans", sku="OT121A000-K11", offers={"price": "9.99", "priceCurrency": "EUR"})
+    product, _ = parsed(product_page(json_ld=ld(other) + ld(own_product())))
+    assert (product["name"], product["price"], product["parsed_by"]) == ("501 ORIGINAL - Jeans Straight Leg", 39.95, "json-ld")
+
+
+def test_html_escaped_json_ld_is_read_unescaped_and_noted():
+    """Bad input: the JSON-LD's quotes written as `&quot;` (a template escaped it twice)."""
+    product, notes = parsed(product_page(json_ld=f'<script type="application/ld+json">{escape(json.dumps(own_product()))}</script>'))
+    assert (product["name"], product["brand"], product["price"], product["parsed_by"]) == (
+        "501 ORIGINAL - Jeans Straight Leg", "Levi's", 39.95, "json-ld")
+    assert "json_ld_html_escaped" in notes
+
+
+def test_json_ld_disagreeing_with_the_markup_wins_and_the_disagreement_is_logged(caplog):
+    """Bad input: the JSON-LD says 29.95 and "Jeans Slim", the visible header 39,95 € and another name."""
+    html = product_page(json_ld=ld(own_product(name="Jeans Slim", offers={"price": "29.95", "priceCurrency": "EUR"})))
+    with caplog.at_level(logging.WARNING, logger="fic_crawler.parsing"):
+        product, notes = parsed(html)
+    assert (product["name"], product["price"], product["parsed_by"]) == ("Jeans Slim", 29.95, "json-ld")
+    assert {"json_ld_disagrees/name", "json_ld_disagrees/price"} <= set(notes) and "json_ld_disagrees/colour" not in notes
+    assert "disagree on the price: JSON-LD 29.95 (kept), markup 39.95" in caplog.text
+
+
+def test_ld_json_quoted_inside_other_scripts_or_commented_out_is_not_read():
+    """Bad input: hydration state quoting a Product ld+json script, and a commented-out one: the browser runs
+    neither, so the page has no JSON-LD Product and is read from its markup."""
+    quoted = '<script type="application/json">{"html": "<script type=\\"application/ld+json\\">{}"}</script>'
+    hydration = f'<script data-re-asset type="application/json">["<script type=application/ld+json>{json.dumps(own_product(name="Wrong"))}"]</script>'
+    commented = f"<!-- {ld(own_product(name='Commented'))} -->"
+    product, notes = parsed(product_page(json_ld=quoted + hydration + commented))
+    assert (product["name"], product["parsed_by"]) == ("501 ORIGINAL - Jeans Straight Leg", "html") and "markup_only" in notes

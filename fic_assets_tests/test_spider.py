@@ -133,6 +133,22 @@ def test_broken_pages_are_recorded_with_reasons_in_the_stats_file(brand_crawl: C
     assert stats["item_scraped_count"] == len(brand_crawl.items)
 
 
+def test_each_item_says_which_parser_path_read_it_and_the_stats_count_them(brand_crawl: Crawl):
+    """Intact pages are read from their JSON-LD alone (no DOM of the ~700 KB page); the missing-price page's JSON-LD
+    is completed from the markup; the pages without a usable Product (none, broken) are read from the markup."""
+    by_item = {item["item_id"]: item["parsed_by"] for item in brand_crawl.items}
+    defect = {p.sku: p.page_defect for p in CATALOGUE.products if p.page_defect}
+    assert {sku: by_item[sku] for sku in defect if sku in by_item} == {
+        sku: {"no_jsonld": "html", "broken_jsonld": "html", "missing_price": "json-ld+html"}[kind]
+        for sku, kind in defect.items() if kind != "truncated"}
+    assert {path for sku, path in by_item.items() if sku not in defect} == {"json-ld"}
+    counted = {key.removeprefix("fic/parsed_by/"): n for key, n in brand_crawl.stats.items() if key.startswith("fic/parsed_by/")}
+    # Counted per page read: the truncated page too, read from its markup, then dropped for lack of images.
+    assert counted == {"json-ld": len(by_item) - 3, "json-ld+html": 1, "html": 3}
+    # The visible headers agree with the JSON-LD on every demo page: no disagreement logged.
+    assert not [key for key in brand_crawl.stats if key.startswith("fic/parse/json_ld_disagrees")]
+
+
 def test_max_pages_limits_listing_pages(demo_shop_url: str, tmp_path: Path):
     assert listing_pages("levis") >= 3
     one = crawl(tmp_path / "arg", demo_shop_url, "-a", "brands=levis", "-a", "max_pages=1")
@@ -259,3 +275,59 @@ def test_splash_mode_sends_pages_through_the_splash_endpoint(demo_shop_url: str,
     assert all(args["wait"] == 0.5 and args["url"].startswith(demo_shop_url) for _, args in calls)
     assert len(calls) == 1 + PAGE_SIZE  # the listing page and its products, each once
     assert result.stats["splash/render.html/request_count"] == len(calls)
+
+
+class BadPages(BaseHTTPRequestHandler):
+    """Serves server.pages: path -> body bytes, all as `text/html; charset=utf-8` (the garbage too)."""
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        body = self.server.pages.get(self.path)  # type: ignore[attr-defined]
+        self.send_response(404 if body is None else 200)
+        self.send_header("Content-Type", "text/plain" if self.path == "/robots.txt" else "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def test_bad_product_pages_give_items_or_recorded_drops_and_never_crash_the_crawl(tmp_path: Path):
+    """Bad input, one page each: an empty 200, 256 KB of binary garbage as text/html, a 50 MB page (JSON-LD at its
+    end), HTML-escaped JSON-LD, JSON-LD whose price disagrees with the visible one, a price object."""
+    import random
+    from html import escape
+
+    from fic_assets_tests.test_parsing import ld, own_product, product_page
+
+    padding = '<script data-re-asset type="application/json">{"pad": "' + "x" * 1_000_000 + '"}</script>\n'
+    pages = {
+        "/robots.txt": b"User-agent: *\n",
+        "/empty-le221a000-k11.html": b"",
+        "/garbage-le221a000-k12.html": random.Random(16).randbytes(256 * 1024),
+        "/huge-le221a000-k13.html": product_page(json_ld=ld(own_product(sku="LE221A000-K13"))).replace("<body>", "<body>" + padding * 50).encode(),
+        "/escaped-le221a000-k14.html": product_page(json_ld=f'<script type="application/ld+json">{escape(json.dumps(own_product(sku="LE221A000-K14")))}</script>').encode(),
+        "/disagrees-le221a000-k15.html": product_page(json_ld=ld(own_product(sku="LE221A000-K15", offers={"price": "29.95", "priceCurrency": "EUR"}))).encode(),
+        "/price-object-le221a000-k16.html": product_page(json_ld=ld(own_product(sku="LE221A000-K16", offers={"price": {"value": 19.95, "currency": "EUR"}}))).encode(),
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BadPages)
+    server.pages = pages  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        shop = f"http://127.0.0.1:{server.server_address[1]}"
+        urls = ",".join(shop + path for path in pages if path.endswith(".html"))
+        result = crawl(tmp_path, shop, "-a", f"product_urls={urls}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0 and result.stats["finish_reason"] == "finished", result.log[-3000:]
+    assert not [key for key in result.stats if key.startswith("spider_exceptions")] and "Traceback" not in result.log
+    items = {item["sku"]: (item["price"], item["parsed_by"], item["brand_slug"]) for item in result.items}
+    assert items == {"LE221A000-K13": (39.95, "json-ld", "brand-path"), "LE221A000-K14": (39.95, "json-ld", "brand-path"),
+                     "LE221A000-K15": (29.95, "json-ld", "brand-path"), "LE221A000-K16": (19.95, "json-ld", "brand-path")}
+    assert result.stats["fic/dropped/no_product"] == 2  # the empty page and the garbage, named in the log
+    assert f"dropped product page {shop}/empty-le221a000-k11.html (no_product): empty page" in result.log
+    assert result.stats["fic/parse/json_ld_html_escaped"] == 1
+    # JSON-LD wins and the disagreement is counted: the 29.95 page, and the price object's 19.95 (both show 39,95 €).
+    assert result.stats["fic/parse/json_ld_disagrees/price"] == 2
+    assert f"{shop}/disagrees-le221a000-k15.html: JSON-LD and markup disagree on the price: JSON-LD 29.95 (kept), markup 39.95" in result.log

@@ -60,7 +60,7 @@ class StatsFile:
 class PipesProgress:
     """In a Dagster Pipes process, the crawl's progress in the Dagster run's log while it crawls.
 
-    Every FIC_PROGRESS_SECONDS one line: pages, items, drops by reason, and the brands that moved since the last
+    Every FIC_PROGRESS_SECONDS one line: pages, items (by the parser path that read them), drops by reason, and the brands that moved since the last
     line with their own counts; one last line with every brand when the spider closes. Off (NotConfigured) for a plain
     `scrapy crawl`, which Dagster did not start: Scrapy's own LogStats covers that.
     """
@@ -99,7 +99,9 @@ class PipesProgress:
         stats = self.stats.get_stats()
         dropped = {key[len("fic/dropped/"):]: value for key, value in sorted(stats.items()) if key.startswith("fic/dropped/")}
         reasons = f" ({', '.join(f'{reason} {n}' for reason, n in dropped.items())})" if dropped else ""
-        line = (f"{stats.get('response_received_count', 0)} pages, {stats.get('item_scraped_count', 0)} items, "
+        parsed = {key[len("fic/parsed_by/"):]: value for key, value in sorted(stats.items()) if key.startswith("fic/parsed_by/")}
+        read_by = f" (read by {', '.join(f'{path} {n}' for path, n in parsed.items())})" if parsed else ""
+        line = (f"{stats.get('response_received_count', 0)} pages, {stats.get('item_scraped_count', 0)} items{read_by}, "
                 f"{sum(dropped.values())} dropped{reasons}")
         moved = []
         for slug, brand in sorted(brand_stats.per_brand(stats).items()):

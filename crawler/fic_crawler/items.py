@@ -61,6 +61,7 @@ class ProductItem(scrapy.Item):
     colour = scrapy.Field()
     url = scrapy.Field()
     images = scrapy.Field()  # [{url, position, is_packshot}]
+    parsed_by = scrapy.Field()  # json-ld | json-ld+html | html: what answered (parsing.PARSED_BY)
     # where the crawl found it
     brand_slug = scrapy.Field()
     listing_url = scrapy.Field()

@@ -1,5 +1,9 @@
 """`fic parse-page FILE... [--url URL]`: parse saved product pages, print one JSON object per page.
 
+Each object is the item the crawler would yield; its `parsed_by` says which path read it: `json-ld` (the JSON-LD
+alone, no DOM built), `json-ld+html` (JSON-LD completed from the markup) or `html` (the markup alone). What the
+parser met on the way (fallbacks, disagreements between JSON-LD and markup) goes to stderr, one line per page.
+
 Exit status: 0 when every page held a product, 2 when a page held none (named on stderr; the other pages
 are still printed), 1 when a file could not be read.
 """
@@ -13,7 +17,7 @@ from pathlib import Path
 
 from w3lib.encoding import html_to_unicode
 
-from fic_crawler.parsing import NoProductError, canonical_url, page_selector, product_from_selector
+from fic_crawler.parsing import NoProductError, canonical_url, parse_product
 
 EXIT_NO_PRODUCT = 2
 EXIT_UNREADABLE = 1
@@ -25,12 +29,11 @@ def read_page(path: Path) -> str:
     return text
 
 
-def parse_file(path: Path, url: str | None) -> dict:
+def parse_file(path: Path, url: str | None, notes: list[str] | None = None) -> dict:
     html = read_page(path)
     if not html.strip():
         raise NoProductError("empty file")
-    sel = page_selector(html)
-    return product_from_selector(sel, url or canonical_url(sel) or path.resolve().as_uri())
+    return parse_product(html, url or canonical_url(html) or path.resolve().as_uri(), notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     status = 0
     for path in args.files:
+        notes: list[str] = []
         try:
-            product = parse_file(path, args.url)
+            product = parse_file(path, args.url, notes)
         except OSError as error:
             print(f"fic parse-page: cannot read {path}: {error.strerror or error}", file=sys.stderr)
             status = EXIT_UNREADABLE
@@ -51,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             status = status or EXIT_NO_PRODUCT
             continue
         print(json.dumps(product, ensure_ascii=False), flush=True)
+        print(f"fic parse-page: {path}: read by {product['parsed_by']}" + (f"; notes: {', '.join(notes)}" if notes else ""),
+              file=sys.stderr, flush=True)
     return status
 
 

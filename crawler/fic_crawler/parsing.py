@@ -1,7 +1,12 @@
 """Parse Zalando-shaped pages into plain dicts (the contract is docs/shop-markup.md).
 
-Pure functions over parsel/lxml: no Scrapy engine, so `fic parse-page` and the tests use the same code as
-the spider. Nothing here reads class names: the real site hashes them on every deploy.
+Pure functions over the page text and parsel/lxml: no Scrapy engine, so `fic parse-page` and the tests use the
+same code as the spider. Nothing here reads class names: the real site hashes them on every deploy.
+
+A real product page is ~700 KB (hydration JSON, inline styles, tracking scripts) around a few KB of product;
+building its DOM costs ~5 ms, finding its JSON-LD scripts by a targeted scan of the text and `json.loads`-ing
+them well under 1 ms. So the JSON-LD is read first without a DOM, and the DOM is built only when the JSON-LD is
+missing, broken or incomplete (the HTML fallback). Which way answered is the item's `parsed_by`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from price_parser import Price
 
 logger = logging.getLogger(__name__)
 
-PRODUCT_KEYS = ("item_id", "sku", "name", "brand", "price", "currency", "colour", "url", "images")
+PRODUCT_KEYS = ("item_id", "sku", "name", "brand", "price", "currency", "colour", "url", "images", "parsed_by")
+# parsed_by: the JSON-LD alone (no DOM built), the JSON-LD completed from the markup (a DOM was built), the markup.
+PARSED_BY = ("json-ld", "json-ld+html", "html")
 SKU_IN_URL = re.compile(r"-([a-z0-9]{9}-[a-z0-9]{3})\.html", re.IGNORECASE)
 PRODUCT_TYPES = frozenset({"product", "individualproduct", "productmodel", "someproducts"})
 COLOUR_LABELS = ("farbe", "colour", "color", "couleur", "colore", "kleur", "kolor")
@@ -46,6 +53,13 @@ MAX_PRICE = 10_000_000.0
 EXPONENT = re.compile(r"\d[eE][+-]?\d")
 # Image URLs the feed may carry: fetched later by the platform, so only the web's own schemes.
 IMAGE_SCHEMES = frozenset({"http", "https"})
+CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+FRAGMENT_PARSER = etree.HTMLParser(recover=True, encoding="utf-8")
+# No DOM is built of a page larger than this (a real one is < 1 MB; lxml needs ~10x the text in memory): the
+# JSON-LD scan still reads it, the HTML fallback does not (`page_too_large`).
+MAX_DOM_CHARS = 8_000_000
+# How much markup after the <h1> the cross-check of JSON-LD against the visible header reads (price, colour).
+HEADER_CHARS = 1500
 
 
 class NoProductError(ValueError):
@@ -116,10 +130,11 @@ def is_packshot(url: str) -> bool:
 def image_records(urls: Iterable[str]) -> list[dict]:
     """Dedupe by URL ignoring `imwidth` keeping first-seen order, each at its widest variant."""
     best: dict[str, str] = {}
+    widths: dict[str, int] = {}
     for url in urls:
-        key = image_key(url)
-        if key not in best or image_width(url) > image_width(best[key]):
-            best[key] = url
+        key, width = image_key(url), image_width(url)
+        if key not in best or width > widths[key]:
+            best[key], widths[key] = url, width
     return [{"url": url, "position": position, "is_packshot": is_packshot(url)} for position, url in enumerate(best.values())]
 
 
@@ -131,14 +146,197 @@ def as_selector(page: str | Selector) -> Selector:
     return page if isinstance(page, Selector) else page_selector(page)
 
 
-def canonical_url(page: str | Selector) -> str | None:
-    """The page's own URL as it declares it (`<link rel=canonical>`, else og:url); absolute URLs only."""
-    sel = as_selector(page)
-    for href in sel.xpath('//link[@rel="canonical"]/@href | //meta[@property="og:url"]/@content').getall():
-        href = href.strip()
-        if urlsplit(href).scheme in ("http", "https"):
-            return href
+# --- targeted scans of the page text (no DOM) -------------------------------------------------------------
+# The HTML tokenizer's rules that matter here: a <script>'s text runs to the next `</script`, whatever it holds
+# (hydration JSON quotes markup such as "<h1>" or '<script type="application/ld+json">'), and a comment's to
+# `-->`. Tags are taken in lower case, as every shop writes them.
+
+TYPE_ATTRIBUTE = re.compile(r"""\btype\s*=\s*["']?([^"'\s>]*)""", re.IGNORECASE)
+
+
+class _Needles:
+    """The scans' strings, as str or as bytes: a fetched page is scanned as the bytes it came in (a 700 KB page
+    with one "€" is 1.4 MB as a Python str, and decoding it costs more than the whole scan)."""
+
+    def __init__(self, kind: type) -> None:
+        def cast(text: str) -> Any:
+            return text if kind is str else text.encode("ascii")
+
+        self.ld_json, self.application_ld_json = cast("ld+json"), cast("application/ld+json")
+        self.lt, self.gt, self.script, self.script_end = cast("<"), cast(">"), cast("<script"), cast("</script")
+        self.comment, self.comment_end, self.h1, self.h1_end = cast("<!--"), cast("-->"), cast("<h1"), cast("</h1")
+        self.tag_name_end, self.h1_name_end = cast(" \t\r\n\f/"), cast("> \t\r\n\f")
+        self.type_attribute = TYPE_ATTRIBUTE if kind is str else re.compile(TYPE_ATTRIBUTE.pattern.encode(), re.IGNORECASE)
+
+
+NEEDLES = {str: _Needles(str), bytes: _Needles(bytes)}
+ATTRIBUTE = re.compile(r"""([^\s"'<>/=]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")
+LINK_OR_META = re.compile(r"<(?:link|meta)\b[^>]*>", re.IGNORECASE)
+HTML_LANG = re.compile(r"""<html\b[^>]*?\slang\s*=\s*["']?([A-Za-z0-9-]+)""", re.IGNORECASE)
+
+
+def _in_markup(html: str | bytes, pos: int) -> bool:
+    """A tag at `pos` is one the browser sees: not quoted in a script's text, not commented out.
+
+    Looks back only to the nearest `</script` (scripts do not nest: a `<script` after it means `pos` is inside that
+    script's text), so the cost is the distance to the previous script, not to the top of a 700 KB page. A comment
+    opened before that `</script` (a commented-out run of scripts) is not seen: no shop writes one around JSON-LD.
+    """
+    n = NEEDLES[type(html)]
+    since = max(html.rfind(n.script_end, 0, pos), 0)
+    if html.rfind(n.script, since, pos) != -1:
+        return False
+    comment = html.rfind(n.comment, since, pos)
+    return comment == -1 or html.find(n.comment_end, comment + 4, pos) != -1
+
+
+def json_ld_scripts(html: str | bytes, encoding: str = "utf-8") -> list[str]:
+    """The text of every `<script type="application/ld+json">` of the page, in page order, without parsing the page.
+
+    `html` as text, or as the bytes it came in (any ASCII-compatible `encoding`; only the scripts are decoded).
+    Finds each "application/ld+json" (else any "ld+json"), then checks that it is the type of a <script> tag the
+    browser sees. A script cut off by the end of the page runs to the end, as in the DOM.
+    """
+    n = NEEDLES[type(html)]
+    scripts = _json_ld_scripts(html, n, n.application_ld_json) or _json_ld_scripts(html, n, n.ld_json)
+    return [script.decode(encoding, errors="replace") if isinstance(script, bytes) else script for script in scripts]
+
+
+def _json_ld_scripts(html: Any, n: _Needles, needle: Any) -> list:
+    scripts = []
+    pos = 0
+    while (hit := html.find(needle, pos)) != -1:
+        pos = hit + len(needle)
+        start = html.rfind(n.lt, 0, hit)
+        if start == -1 or html[start : start + 7].lower() != n.script or html[start + 7 : start + 8] not in n.tag_name_end:
+            continue
+        open_end = html.find(n.gt, hit)
+        if open_end == -1:
+            break
+        declared = n.type_attribute.search(html, start + 7, open_end)
+        if (n.lt in html[start + 1 : hit] or not declared or n.ld_json not in declared.group(1).lower()
+                or not _in_markup(html, start)):
+            continue
+        end = html.find(n.script_end, open_end)
+        end = len(html) if end == -1 else end
+        scripts.append(html[open_end + 1 : end])
+        pos = end
+    return scripts
+
+
+def tag_attributes(tag: str) -> dict[str, str]:
+    """`<link rel="canonical" href="...">` -> {"rel": "canonical", "href": "..."} (names lower case, values unescaped)."""
+    found = {}
+    for match in ATTRIBUTE.finditer(tag, tag.find(" ") + 1 if " " in tag else len(tag)):
+        value = next(group for group in match.groups()[1:] if group is not None)
+        found.setdefault(match.group(1).lower(), html_lib.unescape(value))
+    return found
+
+
+def canonical_url(html: str) -> str | None:
+    """The page's own URL as it declares it in its head (`<link rel=canonical>`, else og:url); absolute URLs only."""
+    head_end = html.find("</head")
+    for match in LINK_OR_META.finditer(html, 0, head_end if head_end != -1 else len(html)):
+        attributes = tag_attributes(match.group())
+        if "canonical" in attributes.get("rel", "").lower().split():
+            href = attributes.get("href", "")
+        elif attributes.get("property") == "og:url":
+            href = attributes.get("content", "")
+        else:
+            continue
+        if urlsplit(href.strip()).scheme in ("http", "https"):
+            return href.strip()
     return None
+
+
+def html_language(html: str) -> str:
+    match = HTML_LANG.search(html, 0, 4096)
+    return match.group(1).lower() if match else ""
+
+
+def header_fragment(html: str | bytes, encoding: str = "utf-8") -> str | None:
+    """The page's product <h1> and the markup right after it (price, colour), cut at a tag: the visible header,
+    read without a DOM of the page. None without an <h1>."""
+    n = NEEDLES[type(html)]
+    pos = 0
+    while (start := html.find(n.h1, pos)) != -1:
+        pos = start + 3
+        if html[start + 3 : start + 4] not in n.h1_name_end or not _in_markup(html, start):
+            continue
+        close = html.find(n.h1_end, start)
+        close = start if close == -1 else close
+        limit = close + HEADER_CHARS
+        if limit >= len(html):
+            fragment = html[start:]
+        else:
+            cut = html.rfind(n.lt, close, limit)
+            fragment = html[start : cut if cut > close else limit]
+        return fragment.decode(encoding, errors="replace") if isinstance(fragment, bytes) else fragment
+    return None
+
+
+def ascii_compatible(encoding: str) -> bool:
+    """Can a page in this encoding be scanned as bytes for ASCII markup (UTF-8, Latin-1, cp1252; not UTF-16)?"""
+    try:
+        return "<script>".encode(encoding) == b"<script>"
+    except LookupError:
+        return False
+
+
+class Page:
+    """One page: its content as text or as the bytes it came in (what the scans read), its text decoded only when
+    needed, and its DOM only once something asks for it (`selector`; `dom_built` says whether)."""
+
+    def __init__(self, content: str | bytes, url: str, selector: Callable[[], Selector] | None = None,
+                 encoding: str = "utf-8") -> None:
+        if isinstance(content, bytes) and not ascii_compatible(encoding):
+            content = content.decode(encoding, errors="replace")
+        self.content = content
+        self.encoding = encoding
+        self.url = url.split("#", 1)[0]
+        self._selector = selector
+
+    @cached_property
+    def html(self) -> str:
+        content = self.content
+        return content.decode(self.encoding, errors="replace") if isinstance(content, bytes) else content
+
+    @property
+    def too_large(self) -> bool:
+        return len(self.content) > MAX_DOM_CHARS
+
+    @cached_property
+    def selector(self) -> Selector:
+        return self._selector() if self._selector is not None else page_selector(self.html)
+
+    @property
+    def dom_built(self) -> bool:
+        return "selector" in self.__dict__
+
+    @cached_property
+    def markup(self) -> Markup:
+        """The visible page (a DOM); an empty one for a page too large for a DOM, so each markup field is None."""
+        if self.too_large:
+            return Markup(page_selector(""), self.url)
+        return Markup(self.selector, self.url)
+
+    @cached_property
+    def header(self) -> Markup | None:
+        """The visible header for the cross-check: the page's markup when built anyway, else its header fragment's."""
+        if self.dom_built:
+            return self.markup
+        fragment = header_fragment(self.content, self.encoding)
+        if fragment is None:
+            return None
+        top = self.content[:4096]
+        language = html_language(top.decode(self.encoding, errors="replace") if isinstance(top, bytes) else top)
+        document = f'<html lang="{language}"><body>{fragment}</body></html>'.encode("utf-8")
+        # One parser for every fragment (parsel makes a new one per page, a good part of a 1.5 KB parse).
+        return Markup(etree.fromstring(document, FRAGMENT_PARSER), self.url)
+
+    @cached_property
+    def canonical(self) -> str | None:
+        return canonical_url(self.html)
 
 
 # --- structured data (JSON-LD) --------------------------------------------------------------------------
@@ -152,13 +350,15 @@ def _strip_script_wrappers(text: str) -> str:
     return text
 
 
-def json_ld_nodes(sel: Selector, notes: list[str]) -> Iterator[dict]:
+def json_ld_nodes(html: str | bytes, notes: list[str], encoding: str = "utf-8") -> Iterator[dict]:
     """Every JSON object in the page's ld+json scripts, lists and `@graph` flattened.
 
     A script with invalid JSON is skipped and noted: one broken block must not hide a good one. So is a script
     nested deeper than the JSON decoder's recursion limit (hostile or broken: no shop nests a Product 1000 deep).
+    JSON whose quotes are HTML entities (`{&quot;@type&quot;: ...}`: a template escaped it twice) is read unescaped
+    and noted `json_ld_html_escaped`.
     """
-    for index, raw in enumerate(sel.xpath('//script[contains(@type, "ld+json")]/text()').getall()):
+    for index, raw in enumerate(json_ld_scripts(html, encoding)):
         text = _strip_script_wrappers(raw)
         if not text:
             continue
@@ -166,14 +366,26 @@ def json_ld_nodes(sel: Selector, notes: list[str]) -> Iterator[dict]:
             # strict=False: real pages put raw newlines into description strings.
             data = json.loads(text, strict=False)
         except ValueError as error:
-            notes.append("invalid_json_ld")
-            logger.debug("skipping ld+json script #%d: invalid JSON (%s)", index, error)
-            continue
+            data = _html_escaped_json(text)
+            if data is None:
+                notes.append("invalid_json_ld")
+                logger.debug("skipping ld+json script #%d: invalid JSON (%s)", index, error)
+                continue
+            notes.append("json_ld_html_escaped")
         except RecursionError:
             notes.append("json_ld_too_deep")
             logger.debug("skipping ld+json script #%d: nested too deep to decode", index)
             continue
         yield from _walk_json_ld(data, depth=0)
+
+
+def _html_escaped_json(text: str) -> Any:
+    if "&quot;" not in text and "&#34;" not in text and "&#x22;" not in text.lower():
+        return None
+    try:
+        return json.loads(html_lib.unescape(text), strict=False)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _walk_json_ld(data: Any, depth: int) -> Iterator[dict]:
@@ -209,7 +421,7 @@ def _node_urls(node: dict, page_url: str) -> set[str]:
 
 
 def pick_product(
-    nodes: Iterable[dict], url_sku: str | None, page_urls: Iterable[str] = (),
+    nodes: Iterable[dict], url_sku: str | None, page_urls: Callable[[], Iterable[str]] = tuple,
     heading: Callable[[], Iterable[str | None]] = tuple,
 ) -> dict | None:
     """The page's own Product among the JSON-LD nodes; None when there is none.
@@ -218,7 +430,8 @@ def pick_product(
     URL is not the page's or canonical one, its name is not the <h1>). With several (the page's own beside
     recommendations), the one that matches the page: by SKU, else by URL / canonical link, else by the <h1>;
     when none matches (or two match equally) NoProductError(kind="ambiguous_product"): never a guess.
-    `heading` gives the page's <h1> texts; called only when SKU and URL do not decide.
+    `page_urls` gives the page's URL and canonical link, `heading` its <h1> texts: each called only when needed
+    (the <h1> needs a DOM), most pages are decided by the SKU.
     """
     products: list[dict] = []
     seen: set[str] = set()
@@ -233,10 +446,13 @@ def pick_product(
             products.append(node)
     if not products:
         return None
-    page_urls = [url for url in page_urls if url]
-    urls = {url_without_query(url) for url in page_urls}
-    page_url = page_urls[0] if page_urls else ""
+    known_urls: list[list[str]] = []
     folded: list[set[str]] = []
+
+    def urls() -> list[str]:
+        if not known_urls:
+            known_urls.append([url for url in page_urls() if url])
+        return known_urls[0]
 
     def headings() -> set[str]:
         if not folded:
@@ -247,7 +463,8 @@ def pick_product(
         return bool(url_sku) and any(sku == url_sku or sku.startswith(url_sku) for sku in _node_skus(node))
 
     def by_url(node: dict) -> bool:
-        return bool(urls & _node_urls(node, page_url))
+        page_url = urls()[0] if urls() else ""
+        return bool({url_without_query(url) for url in urls()} & _node_urls(node, page_url))
 
     def by_heading(node: dict) -> bool:
         name = json_text(node.get("name"))
@@ -337,7 +554,15 @@ def _offer_prices(offers: Any, currency: str | None, notes: list[str] | None, de
         return
     currency = json_text(offers.get("priceCurrency")) or currency
     for key in ("price", "lowPrice"):
-        amount = parse_amount(offers.get(key), notes)
+        value = offers.get(key)
+        if isinstance(value, dict):
+            # A price object instead of a string: {"@type": "PriceSpecification", "price": "39.95", "priceCurrency":
+            # "EUR"} or {"value": 39.95, "currency": "EUR"}.
+            value = {"price": next((value[name] for name in ("price", "value", "amount") if name in value), None),
+                     "priceCurrency": value.get("priceCurrency") or value.get("currency")}
+            yield from _offer_prices(value, currency, notes, depth + 1)
+            continue
+        amount = parse_amount(value, notes)
         if amount is not None:
             yield amount, currency.upper() if currency else None
     for key in ("priceSpecification", "offers"):
@@ -382,14 +607,14 @@ def lowest_offer(offers: Any, currency: str | None = None, notes: list[str] | No
     return choose_offer(offer_prices(offers, notes), currency, notes)
 
 
-def page_currency(sel: Selector, markup: "Markup") -> str | None:
+def page_currency(page: Page) -> str | None:
     """The currency the page shows its price in: the visible price, else a price:currency / itemprop meta."""
-    visible = markup.details[1]
-    if visible:
+    visible = page.markup.details[1]
+    if visible or page.too_large:
         return visible
-    for value in sel.xpath(
+    for value in page.markup.root.xpath(
         '//meta[@property="product:price:currency" or @property="og:price:currency" or @itemprop="priceCurrency"]/@content'
-    ).getall():
+    ):
         if re.fullmatch(r"\s*[A-Za-z]{3}\s*", value):
             return value.strip().upper()
     return None
@@ -413,7 +638,7 @@ def image_url_problem(url: str) -> str | None:
     `javascript:`, `data:`, `ftp:`, `file:` and friends, and URLs with whitespace or control characters
     (which browsers strip, so they hide a scheme), would be fetched by the platform later.
     """
-    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
+    if CONTROL_OR_SPACE.search(url):
         return "control_characters"
     parts = urlsplit(url)
     if parts.scheme.lower() not in IMAGE_SCHEMES:
@@ -525,8 +750,8 @@ def _block_of(element: etree._Element) -> etree._Element:
 class Markup:
     """What the visible page says about its product, computed lazily: JSON-LD usually makes most unneeded."""
 
-    def __init__(self, sel: Selector, url: str) -> None:
-        self.root: etree._Element = sel.root
+    def __init__(self, sel: Selector | etree._Element, url: str) -> None:
+        self.root: etree._Element = sel if isinstance(sel, etree._Element) else sel.root
         self.url = url
         self.language = _language(self.root) if isinstance(self.root.tag, str) else ""
 
@@ -675,32 +900,40 @@ class Markup:
 # --- the product ----------------------------------------------------------------------------------------
 
 
-def parse_product(html: str, url: str) -> dict:
+def parse_product(html: str | bytes, url: str, notes: list[str] | None = None, selector: Callable[[], Selector] | None = None,
+                  encoding: str = "utf-8") -> dict:
     """The product on a saved or fetched page, as a dict with exactly PRODUCT_KEYS.
 
-    Raises NoProductError when the page holds no product.
+    `html`: the page's text, or the bytes it came in with their `encoding` (the spider's response.body: scanned
+    without decoding the page). JSON-LD first, read without a DOM; a DOM of the page (`selector`, e.g. the spider's
+    `lambda: response.selector`, else built from the text) only for what the JSON-LD does not say. `notes` collects
+    the fallbacks and oddities met (the spider counts them). Raises NoProductError when the page holds no product.
     """
+    notes = notes if notes is not None else []
     if not html or not html.strip():
         raise NoProductError("empty page")
-    notes: list[str] = []
-    product = product_from_selector(page_selector(html), url, notes)
+    page = Page(html, url, selector, encoding)
+    product = _product(page, notes)
     for note in notes:
-        logger.debug("%s: %s", url, note)
+        logger.debug("%s: %s", page.url, note)
     return product
 
 
-def product_from_selector(sel: Selector, url: str, notes: list[str] | None = None) -> dict:
-    """parse_product on an already parsed page (the spider's response.selector). Notes name fallbacks used."""
-    notes = notes if notes is not None else []
-    url = url.split("#", 1)[0]
+def _product(page: Page, notes: list[str]) -> dict:
+    url = page.url
     url_sku = sku_from_url(url)
-    markup = Markup(sel, url)
 
     def heading() -> list[str | None]:
+        markup = page.markup
         return [markup.name, clean_text("".join(markup.h1.itertext()))] if markup.h1 is not None else []
 
-    node = pick_product(json_ld_nodes(sel, notes), url_sku, page_urls=[url, canonical_url(sel) or ""], heading=heading)
+    node = pick_product(json_ld_nodes(page.content, notes, page.encoding), url_sku, page_urls=lambda: [url, page.canonical or ""], heading=heading)
     if node is None:
+        if page.too_large:
+            raise NoProductError(
+                f"no schema.org Product in JSON-LD, and the page ({len(page.content):,} characters) is too large for a DOM "
+                f"(at most {MAX_DOM_CHARS:,})" + _unread_json_ld(notes), kind="page_too_large")
+        markup = page.markup  # the whole page's DOM
         if markup.h1 is None:
             raise NoProductError("no schema.org Product in JSON-LD and no <h1> product heading" + _unread_json_ld(notes))
         if not markup.looks_like_product:
@@ -710,24 +943,28 @@ def product_from_selector(sel: Selector, url: str, notes: list[str] | None = Non
             )
         notes.append("markup_only")
         node = {}
+    elif page.too_large:
+        notes.append("page_too_large_for_markup")
 
-    name = json_text(node.get("name")) or _noted(markup.name, "name_from_markup", node, notes)
-    brand = json_text(node.get("brand")) or _noted(markup.brand, "brand_from_markup", node, notes)
+    name = json_text(node.get("name")) or _noted(lambda: page.markup.name, "name_from_markup", node, notes)
+    brand = json_text(node.get("brand")) or _noted(lambda: page.markup.brand, "brand_from_markup", node, notes)
     sku = json_text(node.get("sku"))
     sku = sku.upper() if sku else url_sku
     prices = offer_prices(node.get("offers"), notes)
     # Several currencies among the offers: only the page's own currency is comparable (never 25 GBP < 30 EUR).
-    shown = page_currency(sel, markup) if len({code for _, code in prices if code}) > 1 else None
+    shown = page_currency(page) if len({code for _, code in prices if code}) > 1 else None
     price, currency = choose_offer(prices, shown, notes)
     if price is None:
-        price, currency, _ = markup.details
-        _noted(price, "price_from_markup", node, notes)
-    colour = json_text(node.get("color")) or markup.details[2]
+        price, currency, _ = page.markup.details
+        _noted(lambda: price, "price_from_markup", node, notes)
+    colour = json_text(node.get("color")) or page.markup.details[2]
     image_urls = [urljoin(url, html_lib.unescape(u)) for u in json_ld_image_urls(node.get("image"))]
     image_urls = allowed_image_urls(image_urls, url, notes)
     if not image_urls:
-        image_urls = allowed_image_urls(markup.gallery_urls(name), url, notes)
-        _noted(image_urls, "images_from_markup", node, notes)
+        image_urls = allowed_image_urls(page.markup.gallery_urls(name), url, notes)
+        _noted(lambda: image_urls, "images_from_markup", node, notes)
+    if node:
+        _cross_check(page, node, name, price, notes)
     return {
         "item_id": item_id_for(sku, url),
         "sku": sku,
@@ -738,7 +975,29 @@ def product_from_selector(sel: Selector, url: str, notes: list[str] | None = Non
         "colour": colour,
         "url": url,
         "images": image_records(image_urls),
+        "parsed_by": "html" if not node else "json-ld+html" if page.dom_built else "json-ld",
     }
+
+
+def _cross_check(page: Page, node: dict, name: str | None, price: float | None, notes: list[str]) -> None:
+    """JSON-LD wins, but where the visible header says otherwise (a stale price, another product's name) the
+    disagreement is logged and noted `json_ld_disagrees/<field>`: the header fragment costs ~0.1 ms, no DOM."""
+    header = page.header
+    if header is None or header.h1 is None:
+        return
+    shown_price, _, shown_colour = header.details
+    pairs = (
+        ("name", json_text(node.get("name")) and name, header.name),
+        ("price", price if node.get("offers") is not None else None, shown_price),
+        ("colour", json_text(node.get("color")), shown_colour),
+    )
+    for field, from_json_ld, shown in pairs:
+        if from_json_ld is None or shown is None:
+            continue
+        same = abs(from_json_ld - shown) < 0.005 if field == "price" else fold(str(from_json_ld)) == fold(str(shown))
+        if not same:
+            notes.append(f"json_ld_disagrees/{field}")
+            logger.warning("%s: JSON-LD and markup disagree on the %s: JSON-LD %r (kept), markup %r", page.url, field, from_json_ld, shown)
 
 
 def _unread_json_ld(notes: list[str]) -> str:
@@ -746,11 +1005,12 @@ def _unread_json_ld(notes: list[str]) -> str:
     return f" (ld+json scripts skipped unread: {', '.join(skipped)})" if skipped else ""
 
 
-def _noted(value: Any, note: str, node: dict, notes: list[str]) -> Any:
-    """Record that a field came from the markup although a JSON-LD Product exists (the site changed?)."""
-    if value and node:
+def _noted(value: Callable[[], Any], note: str, node: dict, notes: list[str]) -> Any:
+    """value(): a field from the markup; noted when a JSON-LD Product exists (the site changed?)."""
+    found = value()
+    if found and node:
         notes.append(note)
-    return value
+    return found
 
 
 def brand_path(page: str | Selector, url: str) -> str | None:

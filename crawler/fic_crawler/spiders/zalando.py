@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from fic_crawler import brand_stats
 from fic_crawler.items import ProductItem
 from fic_crawler.items import brand_slug as slug_of
-from fic_crawler.parsing import NoProductError, brand_path, page_number, pagination_links, product_from_selector, product_links
+from fic_crawler.parsing import NoProductError, brand_path, page_number, pagination_links, parse_product, product_links
 from fic_crawler.spiders.base import ShopSpider
 
 
@@ -149,13 +149,17 @@ class ZalandoSpider(ShopSpider):
             return
         notes: list[str] = []
         try:
-            product = product_from_selector(response.selector, response.url, notes)
+            # The bytes as they came (scanned, not decoded): the DOM (response.selector) is built only if the
+            # JSON-LD leaves something unsaid.
+            product = parse_product(response.body, response.url, notes, selector=lambda: response.selector,
+                                    encoding=response.encoding)
         except NoProductError as error:
             self.drop_page(response.url, error.kind, error.reason, brand_slug)
             return
         finally:
             for note in notes:  # a dropped page's notes too (an ld+json script too deep to read, ...)
                 self.count(f"fic/parse/{note}")
+        self.count(f"fic/parsed_by/{product['parsed_by']}")
         if brand_slug is None:
             path = brand_path(response.selector, response.url)
             brand_slug = self.brand_keys.get(path or "") or slug_of(path or product["brand"] or "")

@@ -56,6 +56,8 @@ def crawl_summary(result: CrawlResult) -> dict:
         "items": int(result.stats.get("item_scraped_count", 0)),
         "dropped": int(result.stats.get("item_dropped_count", 0)),
         "dropped_by_reason": result.dropped,
+        # Which path of the parser read each item: json-ld (no DOM built), json-ld+html, html (the fallback).
+        "parsed_by": stats_under(result.stats, "fic/parsed_by/"),
         # Fallbacks and rejections inside pages that were kept: image URLs dropped, prices rejected, ...
         "parse_notes": stats_under(result.stats, "fic/parse/"),
         "warnings": stats_under(result.stats, "fic/warnings/"),

@@ -125,8 +125,8 @@ class Product:
     def item_id(self) -> str:
         return self.sku
 
-    @property
-    def path(self) -> str:
+    @cached_property
+    def path(self) -> str:  # cached: slugify is slow and every page links dozens of products
         return f"/{slugify(f'{self.brand.path} {self.name}')}-{self.sku.lower()}.html"
 
     @property

@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -19,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from fic_assets.demo.shop import images
+from fic_assets.demo.shop.weight import PageWeight
 from fic_assets.demo.shop.catalogue import (
     CATEGORIES,
     Brand,
@@ -40,6 +42,19 @@ ROBOTS = "User-agent: *\nDisallow: /myaccount/\nDisallow: /cart/\nDisallow: /_de
 SHOP_ID = "fic-demo-shop"  # what /_demo/health answers, so `--background` knows its own shop
 
 
+SPLICE = "\x00"  # marks where pre-encoded page weight goes: never in a rendered page otherwise
+
+
+def spliced(page: str, parts: dict[str, bytes]) -> bytes:
+    """The rendered page with each `\\x00name\\x00` placeholder replaced by parts[name] (already UTF-8)."""
+    pieces = page.split(SPLICE)
+    return b"".join(parts[piece] if index % 2 else piece.encode() for index, piece in enumerate(pieces))
+
+
+def placeholders(parts: dict[str, bytes]) -> dict[str, Markup]:
+    return {name: Markup(f"{SPLICE}{name}{SPLICE}") for name in parts}
+
+
 @dataclass(frozen=True)
 class Response:
     status: int
@@ -59,12 +74,16 @@ class ClassNames:
     def __getattr__(self, role: str) -> str:
         if role.startswith("_"):
             raise AttributeError(role)
-        digest = hashlib.blake2b((self._prefix + role).encode(), digest_size=19).digest()
-        tokens = [digest[1 + 6 * n : 7 + 6 * n] for n in range(2 + digest[0] % 2)]
-        return " ".join(
-            self.FIRST[token[0] % len(self.FIRST)] + "".join(self.ALPHABET[b % len(self.ALPHABET)] for b in token[1:])
-            for token in tokens
-        )
+        return _class_string(self._prefix, role)
+
+
+@lru_cache(maxsize=None)
+def _class_string(prefix: str, role: str) -> str:
+    """Made once per (seed, template, role): a page reads thousands of them."""
+    digest = hashlib.blake2b((prefix + role).encode(), digest_size=19).digest()
+    tokens = [digest[1 + 6 * n : 7 + 6 * n] for n in range(2 + digest[0] % 2)]
+    first, alphabet = ClassNames.FIRST, ClassNames.ALPHABET
+    return " ".join(first[token[0] % len(first)] + "".join(alphabet[b % len(alphabet)] for b in token[1:]) for token in tokens)
 
 
 def script_json(data: object) -> str:
@@ -98,6 +117,9 @@ class Shop:
             lstrip_blocks=True,
         )
         self.env.globals["nav_categories"] = list(CATEGORIES.items())
+        self.weight = PageWeight(catalogue)
+        self._recommended: dict[str, list[Product]] = {}
+        self._main: dict[tuple[str, str], str] = {}
 
     # --- plumbing -------------------------------------------------------------------------------------
 
@@ -191,8 +213,10 @@ class Shop:
             return listing_path if number == 1 else f"{listing_path}?p={number}"
 
         chunk = products[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-        return self.html(
+        weight = self.weight.listing_parts(base_url, chunk)
+        rendered = self.render(
             "listing.html",
+            **placeholders(weight),
             title=f"{brand.name} | {CATEGORIES[category]}" if category else brand.name,
             total=len(products),
             # Every third card links absolutely, the rest relative to the shop root, as on the real site.
@@ -203,6 +227,7 @@ class Shop:
             previous=href(page - 1) if page > 1 else None,
             next=href(page + 1) if page < pages else None,
         )
+        return Response(200, HTML, spliced(rendered, weight))
 
     def jsonld(self, base_url: str, product: Product) -> tuple[list[str], list[str]]:
         """(head scripts, end-of-body scripts) of ld+json text; the Product sits at the end of the body, so a
@@ -253,11 +278,20 @@ class Shop:
         }
 
     def product_main(self, base_url: str, product: Product) -> str:
-        """The visible product markup (header, gallery, recommendations), shared by the static and JS pages."""
+        """The visible product markup (header, gallery, recommendations), shared by the static and JS pages.
+
+        Rendered once per product and base URL (~40 KB each, the costly part of a page: 48 cards), so a crawl that
+        comes back for a page costs string joins."""
+        key = (base_url, product.sku)
+        if key not in self._main:
+            self._main[key] = self._product_main(base_url, product)
+        return self._main[key]
+
+    def _product_main(self, base_url: str, product: Product) -> str:
         alt = f"{product.brand.name} {product.name} - {product.colour}"
         gallery = [{"src": image_url(base_url, image), "thumb": image_url(base_url, image, THUMB_WIDTH), "alt": alt}
                    for image in product.images]
-        others = iter(recommendations(self.catalogue, product, sum(count for _, count in RECOMMENDATIONS)))
+        others = iter(self.recommended(product))
         sections = [
             # Recommendation cards show the other product's gallery URL itself: a crawler taking every image
             # on the page would file another product's image under this one.
@@ -275,17 +309,27 @@ class Shop:
             sections=sections,
         )
 
+    def recommended(self, product: Product) -> list[Product]:
+        """The page's recommendation cards, drawn once per product: the markup and its state show the same."""
+        if product.sku not in self._recommended:
+            self._recommended[product.sku] = recommendations(self.catalogue, product, sum(count for _, count in RECOMMENDATIONS))
+        return self._recommended[product.sku]
+
     def product_page(self, product: Product, base_url: str) -> Response:
         head, end = self.jsonld(base_url, product)
         main = Markup(self.product_main(base_url, product))
-        page = self.render("product.html", title=f"{product.brand.name} {product.name}", main=main,
-                           canonical=product_url(base_url, product),
-                           head_jsonld=[Markup(text) for text in head], end_jsonld=[Markup(text) for text in end])
+        # The real page's weight (~700 KB: hydration state, styles, tracking) around the product: weight.py.
+        weight = self.weight.product_parts(base_url, product, self.recommended(product))
+        rendered = self.render("product.html", title=f"{product.brand.name} {product.name}", main=main,
+                               canonical=product_url(base_url, product),
+                               head_jsonld=[Markup(text) for text in head], end_jsonld=[Markup(text) for text in end],
+                               **placeholders(weight))
+        page = spliced(rendered, weight)
         if product.page_defect == "truncated":
             # The connection "broke" a few characters into the gallery: 200, correct length, no end.
-            gallery = f'<ul class="{ClassNames(self.catalogue.seed, "product_main.html").gallery}"'
+            gallery = f'<ul class="{ClassNames(self.catalogue.seed, "product_main.html").gallery}"'.encode()
             page = page[: page.index(gallery) + 8]
-        return Response(200, HTML, page.encode())
+        return Response(200, HTML, page)
 
     def js_product_page(self, product: Product, base_url: str) -> Response:
         """The same product built by inline JavaScript: the raw HTML holds no h1, no ld+json, no product."""
