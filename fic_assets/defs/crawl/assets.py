@@ -3,7 +3,6 @@
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
-from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +14,7 @@ from fic_assets.platform import warehouse
 from fic_assets.defs.shared import DUCKDB_POOL, brand_partition_keys, brand_partitions
 from fic_assets.platform.warehouse import DuckDBResource
 from fic_assets.defs.crawl.crawler import CrawlerResource, CrawlResult
+from fic_assets.defs.crawl.freshness import CRAWL_FRESHNESS, judge_crawl_freshness
 
 
 def crawl_work_dir(run_id: str, name: str) -> Path:
@@ -119,10 +119,6 @@ def brands(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: 
     )
 
 
-# The weekly recrawl_schedule crawls every brand on Mondays: a week and a day without a crawl is late. Dagster
-# evaluates it on the asset's latest materialization (any brand), so it flags a crawl that stopped, not one brand.
-CRAWL_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8), warn_window=timedelta(days=7))
-
 CATALOGUE_ASSETS = ("pieces", "image_urls")
 
 
@@ -133,6 +129,8 @@ CATALOGUE_ASSETS = ("pieces", "image_urls")
             deps=["brands"],
             kinds={"scrapy", "duckdb"},
             description="Products of the brand (DuckDB `pieces`, with `price_history`).",
+            # Weekly recrawl (freshness.py). Dagster judges it on the asset's latest materialization (any brand),
+            # so it flags a crawl that stopped; pieces_fresh_per_brand below flags one brand left behind.
             freshness_policy=CRAWL_FRESHNESS,
         ),
         dg.AssetSpec(
@@ -215,3 +213,35 @@ def brand_catalogue(context: dg.AssetExecutionContext, crawler: CrawlerResource,
             context.add_asset_metadata({**own[name], **of_run}, asset_key=name, partition_key=slug)
     for name in selected:
         yield dg.MaterializeResult(asset_key=name)
+
+
+# A brand goes stale by time passing, not by an update: once a day the check runs on its own (automation_sensor
+# evaluates the condition; cron_tick_passed, unlike on_cron, does not wait for `pieces` to update). It also runs
+# in every run that crawls `pieces` (Dagster runs an asset's checks with it), so a recrawl clears it at once.
+FRESHNESS_CHECK_CONDITION = dg.AutomationCondition.cron_tick_passed("0 6 * * *", cron_timezone="UTC").with_label(
+    "daily at 06:00 UTC")
+
+
+@dg.asset_check(
+    asset="pieces",
+    # Not blocking: a late brand is worth a warning, never a reason to hold back crawls or predictions.
+    blocking=False,
+    # Its DuckDB connection would fail while a crawl writes; in the pool it waits for the writer instead.
+    pool=DUCKDB_POOL,
+    automation_condition=FRESHNESS_CHECK_CONDITION,
+    description=(
+        "Every brand partition crawled within the freshness policy's windows (DuckDB `brands.last_crawled`): "
+        "WARN after 7 days, ERROR after 8; names the late and never-crawled brands. Delisted or gone brands are "
+        "listed, not judged."
+    ),
+)
+def pieces_fresh_per_brand(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    partitions = context.instance.get_dynamic_partitions(brand_partitions.name)
+    rows = []
+    if partitions:
+        # A write connection, though it only reads: it brings a file from before brands.gone_at up to date.
+        with duckdb.connect() as con:
+            rows = warehouse.brand_crawl_times(con, partitions)
+    judgement = judge_crawl_freshness(partitions, rows, warehouse.utcnow())
+    return dg.AssetCheckResult(passed=judgement.passed, severity=judgement.severity,
+                               description=judgement.description(), metadata=judgement.metadata())
