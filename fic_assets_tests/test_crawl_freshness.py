@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 import pytest
 
-from fic_assets.defs.crawl.assets import FRESHNESS_CHECK_CONDITION, brand_catalogue, brands, pieces_fresh_per_brand
+from fic_assets.defs.crawl.assets import FRESHNESS_CHECK, FRESHNESS_CHECK_CONDITION, brand_catalogue, brands
 from fic_assets.defs.crawl.crawler import CrawlerResource
 from fic_assets.defs.crawl.freshness import CRAWL_FRESHNESS, FAIL_AFTER, WARN_AFTER
 from fic_assets.defs.crawl.jobs import crawl_job
@@ -27,7 +27,7 @@ def platform(tmp_path, monkeypatch):
     monkeypatch.setenv("FIC_DATA_DIR", str(tmp_path))
     duckdb = DuckDBResource(path=str(tmp_path / "fic.duckdb"))
     # The crawler is never called here (only the check is selected); the shop URL leads nowhere on purpose.
-    defs = dg.Definitions(assets=[brands, brand_catalogue], asset_checks=[pieces_fresh_per_brand], jobs=[crawl_job],
+    defs = dg.Definitions(assets=[brands, brand_catalogue], jobs=[crawl_job],
                           resources={"duckdb": duckdb, "crawler": CrawlerResource(shop_url="http://127.0.0.1:9")})
     with dg.instance_for_test() as instance:
         yield defs, instance, duckdb
@@ -46,8 +46,9 @@ def store_brands(duckdb: DuckDBResource, instance: dg.DagsterInstance, brands_ag
 
 
 def run_check(defs: dg.Definitions, instance: dg.DagsterInstance):
-    """The check alone, as automation_sensor launches it (a run selecting only the check, no asset)."""
-    result = dg.materialize([brands, brand_catalogue, pieces_fresh_per_brand], selection=dg.AssetSelection.checks(CHECK),
+    """The check alone, as automation_sensor launches it (a run selecting only the check, no asset): the crawl's
+    multi-asset evaluates it without crawling (the crawler's shop URL leads nowhere)."""
+    result = dg.materialize([brands, brand_catalogue], selection=dg.AssetSelection.checks(CHECK),
                             instance=instance, resources=defs.resources)
     assert result.success  # a failing check is a result, never a failed run
     (evaluation,) = result.get_asset_check_evaluations()
@@ -125,8 +126,8 @@ def test_a_stale_brand_with_quotes_slash_and_accent_is_named_exactly(platform):
 
 def test_the_check_uses_the_freshness_policys_windows_and_never_blocks():
     assert (CRAWL_FRESHNESS.warn_window.to_timedelta(), CRAWL_FRESHNESS.fail_window.to_timedelta()) == (WARN_AFTER, FAIL_AFTER)
-    spec = next(iter(pieces_fresh_per_brand.check_specs))
-    assert not spec.blocking
+    (spec,) = brand_catalogue.check_specs
+    assert spec.key == CHECK == FRESHNESS_CHECK.key and not spec.blocking
     assert spec.automation_condition == FRESHNESS_CHECK_CONDITION
 
 
@@ -153,7 +154,7 @@ def test_a_crawl_run_checks_freshness_after_the_crawl_and_a_recrawl_clears_a_lat
     passes it."""
     monkeypatch.setenv("FIC_DATA_DIR", str(tmp_path))
     duckdb = DuckDBResource(path=str(tmp_path / "fic.duckdb"))
-    defs = dg.Definitions(assets=[brands, brand_catalogue], asset_checks=[pieces_fresh_per_brand], jobs=[crawl_job],
+    defs = dg.Definitions(assets=[brands, brand_catalogue], jobs=[crawl_job],
                           resources={"duckdb": duckdb, "crawler": CrawlerResource(shop_url=demo_shop_url, max_pages=1)})
     with dg.instance_for_test() as instance:
         assert dg.materialize([brands], instance=instance, resources=defs.resources).success
