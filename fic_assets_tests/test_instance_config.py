@@ -51,6 +51,7 @@ def test_old_style_file_gets_run_monitoring_and_python_logs_and_keeps_every_user
     err = capsys.readouterr().err
     assert err.count("added the platform's settings it lacked: run_monitoring, python_logs") == 1, err
     assert str(config) in err
+    assert not [path.name for path in home.iterdir() if path.name.startswith(".")]  # no candidate or partial file left
     with dg.DagsterInstance.from_config(str(home)) as instance:  # Dagster reads the result as the instance's config
         assert instance.run_monitoring_enabled and instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 60
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
