@@ -100,25 +100,36 @@ class PoolSlotHeld(AssertionError):
     """A run waits for a `duckdb` pool slot that no live run holds."""
 
 
+def pool_blocked(instance: dg.DagsterInstance, run_ids) -> bool:
+    """Some step of these runs waited for a `duckdb` pool slot: Dagster's engine event, read from the instance's event
+    log (it is DEBUG: the CLI's output at the platform's python_logs level, INFO, no longer prints it)."""
+    from dagster._core.events import DagsterEventType
+
+    return any("blocked by limit for pool duckdb" in (record.dagster_event.message or "")
+               for run_id in run_ids for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT))
+
+
 def run_until_done_or_blocked(command: list[str], env: dict, log: Path, timeout: float = 240, blocked_for: float = 10) -> str:
     """Run a CLI materialization to its end; fail (and stop it) if its step waits on the duckdb pool for blocked_for s."""
-    with log.open("w") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline, blocked_since = time.monotonic() + timeout, None
-    try:
-        while process.poll() is None:
-            if blocked_since is None and "Step blocked by limit for pool duckdb" in log.read_text(errors="replace"):
-                blocked_since = time.monotonic()
-            if blocked_since is not None and time.monotonic() - blocked_since > blocked_for:
-                raise PoolSlotHeld(f"the re-run waits for the `duckdb` pool slot, held by no live run, for > {blocked_for:g} s "
-                                   f"(it would wait forever):\n{log.read_text(errors='replace')[-1500:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{command} did not finish in {timeout:g} s:\n{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        earlier = {run.run_id for run in instance.get_runs()}
+        with log.open("w") as out:
+            process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline, blocked_since = time.monotonic() + timeout, None
+        try:
+            while process.poll() is None:
+                if blocked_since is None and pool_blocked(instance, {run.run_id for run in instance.get_runs()} - earlier):
+                    blocked_since = time.monotonic()
+                if blocked_since is not None and time.monotonic() - blocked_since > blocked_for:
+                    raise PoolSlotHeld(f"the re-run waits for the `duckdb` pool slot, held by no live run, for > {blocked_for:g} s "
+                                       f"(it would wait forever):\n{log.read_text(errors='replace')[-1500:]}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{command} did not finish in {timeout:g} s:\n{log.read_text(errors='replace')[-3000:]}")
+                time.sleep(0.5)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
     output = log.read_text(errors="replace")
     assert process.returncode == 0, f"{command} exited {process.returncode}:\n{output[-4000:]}"
     return output

@@ -65,7 +65,8 @@ def shop_answers(url: str) -> bool:
 
 def ensure_demo_shop(shop_url: str, photos: PhotoSet | None = None) -> None:
     """Start the embedded demo shop in the background when the crawler points at it and it is not up; then make
-    sure a demo shop at shop_url serves what the demo's truth expects (the seed, drawings or these photos)."""
+    sure a demo shop at shop_url serves what the demo's truth expects (the seed, drawings or these photos) and
+    serves its pages, not only its health (a leftover shop stops the demo, naming its pid and how to stop it)."""
     from fic_assets.demo.shop import server
 
     if shop_url.rstrip("/") == settings.DEMO_SHOP_URL and not shop_answers(shop_url):
@@ -78,6 +79,8 @@ def ensure_demo_shop(shop_url: str, photos: PhotoSet | None = None) -> None:
             f"the demo shop at {shop_url} serves {server.describe(found.get('seed'), found.get('photos'))}, but this "
             f"demo answers from the truth of {server.describe(SEED, photos)}; stop that shop{stop} and run again"
         )
+    if isinstance(found, dict) and (problem := server.page_problem(shop_url.rstrip("/"))) is not None:
+        raise SystemExit(server.broken_shop_error(shop_url.rstrip("/"), problem))
     if photos is not None and not isinstance(found, dict):
         raise SystemExit(f"--photos needs the demo shop, but {shop_url} (FIC_SHOP_URL) is not one")
 

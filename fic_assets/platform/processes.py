@@ -235,6 +235,16 @@ def stop_group(target: int | subprocess.Popen, grace: float = STOP_GRACE) -> Non
     _children.pop(pgid, None)
 
 
+def listening_pid(port: int) -> int | None:
+    """The pid of the process listening on this TCP port, recorded or not (None: nothing, or not ours to see)."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return None
+    return next((c.pid for c in connections if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                 and c.pid), None)
+
+
 def stop(pid_file: Path, grace: float = STOP_GRACE) -> Recorded | None:
     """Stop the process group pid_file records and remove the record; None (nothing signalled) when no
     recorded process runs."""

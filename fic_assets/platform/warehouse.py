@@ -443,6 +443,17 @@ def record_listing_status(con: duckdb.DuckDBPyConnection, statuses: dict[str, st
             con.unregister("incoming_statuses")
 
 
+def brand_crawl_times(con: duckdb.DuckDBPyConnection, slugs: Sequence[str]) -> list[dict]:
+    """When each of the given brands was found and last crawled (listing answered ok), and whether the shop
+    still lists it (delisted_at) and its listing still answers (gone_at); slugs DuckDB does not know are left out."""
+    rows = con.execute(
+        """SELECT slug, name, first_seen, last_crawled, delisted_at, gone_at FROM brands
+           WHERE list_contains(?, slug) ORDER BY slug""",
+        [list(slugs)],
+    ).fetchall()
+    return [dict(zip(("slug", "name", "first_seen", "last_crawled", "delisted_at", "gone_at"), row)) for row in rows]
+
+
 # --- pieces, images, prices ------------------------------------------------------------------------
 
 

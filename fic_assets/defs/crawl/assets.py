@@ -3,7 +3,6 @@
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
-from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +14,7 @@ from fic_assets.platform import warehouse
 from fic_assets.defs.shared import DUCKDB_POOL, brand_partition_keys, brand_partitions
 from fic_assets.platform.warehouse import DuckDBResource
 from fic_assets.defs.crawl.crawler import CrawlerResource, CrawlResult
+from fic_assets.defs.crawl.freshness import CRAWL_FRESHNESS, judge_crawl_freshness
 
 
 def crawl_work_dir(run_id: str, name: str) -> Path:
@@ -121,11 +121,42 @@ def brands(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: 
     )
 
 
-# The weekly recrawl_schedule crawls every brand on Mondays: a week and a day without a crawl is late. Dagster
-# evaluates it on the asset's latest materialization (any brand), so it flags a crawl that stopped, not one brand.
-CRAWL_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8), warn_window=timedelta(days=7))
-
 CATALOGUE_ASSETS = ("pieces", "image_urls")
+
+# A brand goes stale by time passing, not by an update: once a day the check runs on its own (automation_sensor
+# evaluates the condition; cron_tick_passed, unlike on_cron, does not wait for `pieces` to update). It also runs
+# in every run that crawls `pieces` (Dagster runs an asset's checks with it), so a recrawl clears it at once.
+FRESHNESS_CHECK_CONDITION = dg.AutomationCondition.cron_tick_passed("0 6 * * *", cron_timezone="UTC").with_label(
+    "daily at 06:00 UTC")
+# A check of the crawl's own multi-asset, not an @asset_check of its own: evaluated in the crawl's step, it costs a
+# query; as a step of its own it would cost a step process importing the code location (~10 s on 2 busy cores) in
+# every multiprocess crawl run. Selected alone (its daily run), the multi-asset evaluates it without crawling.
+FRESHNESS_CHECK = dg.AssetCheckSpec(
+    "pieces_fresh_per_brand",
+    asset="pieces",
+    # Not blocking: a late brand is worth a warning, never a reason to hold back crawls or predictions.
+    blocking=False,
+    automation_condition=FRESHNESS_CHECK_CONDITION,
+    description=(
+        "Every brand partition crawled within the freshness policy's windows (DuckDB `brands.last_crawled`): "
+        "WARN after 7 days, ERROR after 8; names the late and never-crawled brands. Delisted or gone brands are "
+        "listed, not judged."
+    ),
+)
+
+
+def crawl_freshness(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    """pieces_fresh_per_brand: every brand partition's last crawl against the freshness windows (freshness.py)."""
+    partitions = context.instance.get_dynamic_partitions(brand_partitions.name)
+    rows = []
+    if partitions:
+        # A write connection, though it only reads: it brings a file from before brands.gone_at up to date.
+        with duckdb.connect() as con:
+            rows = warehouse.brand_crawl_times(con, partitions)
+    judgement = judge_crawl_freshness(partitions, rows, warehouse.utcnow())
+    return dg.AssetCheckResult(check_name=FRESHNESS_CHECK.name, asset_key=FRESHNESS_CHECK.asset_key,
+                               passed=judgement.passed, severity=judgement.severity,
+                               description=judgement.description(), metadata=judgement.metadata())
 
 
 @dg.multi_asset(
@@ -135,6 +166,8 @@ CATALOGUE_ASSETS = ("pieces", "image_urls")
             deps=["brands"],
             kinds={"scrapy", "duckdb"},
             description="Products of the brand (DuckDB `pieces`, with `price_history`).",
+            # Weekly recrawl (freshness.py). Dagster judges it on the asset's latest materialization (any brand),
+            # so it flags a crawl that stopped; pieces_fresh_per_brand flags one brand left behind.
             freshness_policy=CRAWL_FRESHNESS,
         ),
         dg.AssetSpec(
@@ -144,6 +177,7 @@ CATALOGUE_ASSETS = ("pieces", "image_urls")
             description="The products' own image URLs with the shop's packshot flag (DuckDB `images`).",
         ),
     ],
+    check_specs=[FRESHNESS_CHECK],
     group_name="crawl",
     partitions_def=brand_partitions,
     # One crawl fills both; selecting one of them crawls once and writes only its tables.
@@ -153,8 +187,13 @@ CATALOGUE_ASSETS = ("pieces", "image_urls")
     pool=DUCKDB_POOL,
 )
 def brand_catalogue(context: dg.AssetExecutionContext, crawler: CrawlerResource, duckdb: DuckDBResource):
-    slugs = brand_partition_keys(context)
     selected = [name for name in CATALOGUE_ASSETS if dg.AssetKey(name) in context.selected_asset_keys]
+    checked = FRESHNESS_CHECK.key in context.selected_asset_check_keys
+    if not selected:  # the freshness check alone (its daily automation run): nothing to crawl
+        if checked:
+            yield crawl_freshness(context, duckdb)
+        return
+    slugs = brand_partition_keys(context)
     # A write connection, though it only reads here: it brings a file from before brands.path up to date.
     with duckdb.connect() as con:
         paths = warehouse.brand_listing_paths(con, slugs)
@@ -217,3 +256,5 @@ def brand_catalogue(context: dg.AssetExecutionContext, crawler: CrawlerResource,
             context.add_asset_metadata({**own[name], **of_run}, asset_key=name, partition_key=slug)
     for name in selected:
         yield dg.MaterializeResult(asset_key=name)
+    if checked:  # after the writes above: this crawl counts
+        yield crawl_freshness(context, duckdb)

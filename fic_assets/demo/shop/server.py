@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import threading
@@ -127,6 +128,48 @@ def probe(url: str) -> dict | None | str:
         return "other"
 
 
+def page_problem(url: str) -> str | None:
+    """Why the demo shop at url does not serve its pages, or None when its brand index and first listing answer.
+
+    Its health alone can mislead: a leftover shop whose checkout was deleted still answers /_demo/health from
+    memory, but every page it renders from its (gone) templates is a 500, and a crawl of it finds nothing.
+    """
+    def get(page: str) -> tuple[int | str, str]:
+        try:
+            with urllib.request.urlopen(page, timeout=5) as answer:
+                return answer.status, answer.read().decode("utf-8", errors="replace")
+        except urllib.error.HTTPError as error:
+            return error.code, ""
+        except (OSError, ValueError) as error:
+            return f"no answer ({error})", ""
+
+    index = f"{url}/brands/"
+    status, body = get(index)
+    if status != 200:
+        return f"GET {index} answered {status}"
+    brands = re.findall(r'href="(/[^"/?#]+/)"', body)
+    if not brands:
+        return f"GET {index} lists no brand"
+    status, _ = get(url + brands[0])
+    return None if status == 200 else f"GET {url}{brands[0]} answered {status}"
+
+
+def broken_shop_error(url: str, problem: str) -> str:
+    """The error for a demo shop that answers its health but not its pages: which process, and how to stop it."""
+    port = urlsplit(url).port or 80
+    record = processes.recorded(pid_file(port))
+    pid = record.pid if record is not None else processes.listening_pid(port)
+    who = f"pid {pid}" if pid else "pid unknown"
+    if record is not None:
+        how = f"`fic demo --stop` (or `fic demo-shop --stop --port {port}`)"
+    else:
+        where = f"`kill {pid}`" if pid else f"stop the process listening on port {port} (`ss -ltnp 'sport = :{port}'` names it)"
+        how = (f"{where}; `fic demo --stop` does not know it: no record of it in {processes.data_dir()} (started from "
+               "another checkout or FIC_DATA_DIR)")
+    return (f"the demo shop on {url} ({who}, port {port}) answers its health check but not its pages: {problem}. "
+            f"It is a leftover (a checkout deleted under it?) and cannot be crawled; stop it with {how}, then run again")
+
+
 def pid_file(port: int) -> Path:
     return processes.data_dir() / f"demo-shop-{port}.pid"
 
@@ -154,6 +197,10 @@ def start_background(host: str, port: int, seed: int, photos: PhotoSet | None = 
     url = f"http://{host}:{port}"
     found = probe(url)
     if isinstance(found, dict) and serves(found, seed, photos):
+        problem = page_problem(url)
+        if problem is not None:
+            print(f"error: {broken_shop_error(url, problem)}", file=sys.stderr)
+            return 1
         print(url)
         return 0
     if isinstance(found, dict):
