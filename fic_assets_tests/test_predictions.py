@@ -430,11 +430,10 @@ def test_demo_automation_ticks_predict_every_brand_in_one_run_then_the_report(pl
     defs = load_defs()
     for key in ("pieces", "image_urls"):
         materialize(instance, key, BRANDS)
-    cursor, started = demo.automation_tick(defs, instance, None)  # the demo's first tick, before its crawl
-    assert started == 0
+    assert demo.automation_tick(defs, instance) == 0  # the demo's first tick, before its crawl
     artifact.promote(trained_model, "v1", {"f1": 1.0})
     materialize(instance, "production_model")
-    demo.refresh(defs, instance, cursor)
+    demo.refresh(defs, instance)
     runs = list(reversed(instance.get_runs()))
     assert [sorted(key.to_user_string() for key in run.asset_selection) for run in runs] == [["brand_predictions"], ["brand_report"]]
     predicted, reported = runs
