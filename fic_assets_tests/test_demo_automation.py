@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from fic_assets.platform import warehouse
 from fic_assets_tests.conftest import free_port
 from fic_assets_tests.test_automation import (
     BRANDS,
@@ -80,7 +81,8 @@ query ($selector: SensorSelector!) {
 
 def test_demo_automation_ticks_show_in_the_ui_and_the_daemon_continues_from_their_cursor(
         tmp_path, demo_shop_url, trained_model, platform_settings):
-    """The demo's ticks (a promotion, every brand's predictions in one run, the report) leave what the daemon's
+    """`fic demo`'s automation ticks (demo/run.py automation_tick, refresh) after its first: a promotion, every
+    brand's predictions in one run, then the report, tagged as automation_sensor's runs. They leave what the daemon's
     leave: each asset's evaluation with the run it started (storage and the UI's GraphQL), the sensor's ticks with
     their runs, the cursor. A crawl of one brand after the demo, then a real daemon: its first tick requests that
     brand only, which a daemon starting from scratch would not (its first tick takes everything as handled)."""
@@ -106,7 +108,12 @@ def test_demo_automation_ticks_show_in_the_ui_and_the_daemon_continues_from_thei
         assert run_ids == {run.run_id}, key
         assert run.tags["dagster/sensor_name"] == "automation_sensor" and run.tags["dagster/from_automation_condition"] == "true"
         assert any(tick.tick_id == int(run.tags["dagster/tick"]) and run.run_id in tick.run_ids for tick in demo_ticks), key
+    # Every brand in one run (the single-run backfill policy's range), every image predicted.
     assert evaluations(env, "brand_predictions")[0][0] == len(BRANDS)
+    predicted = runs["brand_predictions"][0]
+    assert (predicted.tags["dagster/asset_partition_range_start"], predicted.tags["dagster/asset_partition_range_end"]) == (BRANDS[0], BRANDS[-1])
+    with warehouse.connect(env["FIC_DUCKDB"], read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM images").fetchone() == con.execute("SELECT count(*) FROM predictions").fetchone() > (0,)
     # The ticks are the daemon's kind: the first and the settled ones skipped, the others successful with their runs.
     statuses = [tick.status.value for tick in reversed(demo_ticks)]
     assert statuses[0] == "SKIPPED" and statuses.count("SUCCESS") == 3 and statuses[-2:] == ["SKIPPED", "SKIPPED"], statuses
@@ -148,3 +155,67 @@ def test_demo_automation_ticks_show_in_the_ui_and_the_daemon_continues_from_thei
     # The demo's records are still there as they were.
     for key in AUTOMATED:
         assert evaluations(env, key)[0][1] == {runs[key][0].run_id}, key
+
+
+def annotate(label_studio, task_id: int, label: str) -> None:
+    from fic_assets.defs.labelling.client import choice_result
+
+    with label_studio.session() as ls:
+        ls.ls.annotations.create(id=task_id, result=choice_result(label), lead_time=2.5)
+
+
+def test_annotation_sensor_pulls_nothing_again_across_a_real_daemon_restart(
+        tmp_path, demo_shop_url, second_label_studio, platform_settings):
+    """The demo's pull (an in-process annotation_sensor tick, which stores no cursor, and its human_labels run), then
+    a real `dagster-daemon run`: its tick is skipped. A person's annotation: the daemon requests one pull (its
+    cursor). Then the daemon is stopped and started again: its tick after the restart is skipped and requests no
+    run (no pull of every task again). The daemon runs the whole code location; its sensors tick every 5 s
+    (FIC_SENSOR_INTERVAL_SECONDS), and the test does not wait for the pull itself (a run process starts in ~15 s)."""
+    from fic_assets.definitions import defs as load_defs
+    from fic_assets.demo import run as demo
+
+    env = platform_settings(crawled_platform(
+        tmp_path, demo_shop_url, FIC_LABEL_STUDIO_URL=second_label_studio.url, FIC_LABEL_STUDIO_TOKEN=second_label_studio.token,
+        FIC_IMAGE_CACHE_DIR=str(tmp_path / "cache")))
+    defs = load_defs()
+    with dg.build_resources({"label_studio": defs.resources["label_studio"]}) as resources:
+        label_studio = resources.label_studio
+    with label_studio.session() as ls:  # this server is a copy of the session's: no project of another test's
+        for project in ls.ls.projects.list():
+            if project.title == label_studio.project_title:
+                ls.ls.projects.delete(id=project.id)
+    with instance_of(env) as instance:
+        demo.execute(defs, instance, "labelling_round_job", dg.RunRequest())
+        with label_studio.session() as ls:
+            tasks = sorted(ls.ls.tasks.list(project=ls.project_id()), key=lambda task: task.id)
+        for task in tasks[:3]:
+            annotate(label_studio, task.id, "worn")
+        assert demo.tick(defs, instance, "annotation_sensor") == 1  # the demo's pull: human_labels over 3 annotated tasks
+
+    def pulls() -> list[dg.DagsterRun]:
+        with instance_of(env) as instance:
+            return list(reversed(instance.get_runs(filters=dg.RunsFilter(job_name="human_labels_job"))))
+
+    def next_tick(after: int, daemon, log):
+        """The first finished annotation_sensor tick after tick id `after`."""
+        def finished():
+            with instance_of(env) as instance:
+                ticks = [tick for tick in sensor_ticks(instance, "annotation_sensor") if tick.tick_id > after]
+            return ticks and ticks[-1].status.value != "STARTED" and ticks[-1]
+        return wait_for(finished, 60, "an annotation_sensor tick", daemon, log, interval=0.5)
+
+    log = tmp_path / "dagster-daemon.log"
+    with running_daemon(env, log) as daemon:
+        handed_over = next_tick(0, daemon, log)
+        assert handed_over.status.value == "SKIPPED" and not handed_over.run_ids, handed_over
+        annotate(label_studio, tasks[3].id, "not_worn")  # a person labels one more
+        changed = next_tick(handed_over.tick_id, daemon, log)
+        if changed.status.value == "SKIPPED":  # that tick had asked Label Studio before the annotation
+            changed = next_tick(changed.tick_id, daemon, log)
+        assert changed.status.value == "SUCCESS" and len(changed.run_ids) == 1, changed
+        # Stopped at once: the requested pull may still be queued or running; the cursor says it was asked for.
+    with running_daemon(env, log) as daemon:  # the same instance, a new daemon process
+        after_restart = next_tick(changed.tick_id, daemon, log)
+    assert after_restart.status.value == "SKIPPED" and not after_restart.run_ids, after_restart
+    assert "no annotation changed since the last pull or tick (4 annotated task(s))" in after_restart.skip_reason
+    assert [run.tags["fic/annotated_tasks"] for run in pulls()] == ["3", "4"]  # the demo's, the daemon's: no other
