@@ -79,6 +79,24 @@ query ($selector: SensorSelector!) {
 }"""
 
 
+def test_the_demo_records_under_the_location_name_the_ui_and_the_daemon_load():
+    """Bad input: a workspace, compose or `dg dev` config naming the location otherwise (the demo's records would
+    sit under another selector, unseen by the UI and the daemon)."""
+    import tomllib
+
+    import yaml
+
+    from fic_assets.demo.automation_ticks import CODE_LOCATION_NAME
+    from fic_assets.platform.settings import REPO_ROOT
+
+    for workspace in ("workspace.yaml", "deploy/workspace.yaml"):
+        (entry,) = yaml.safe_load((REPO_ROOT / workspace).read_text())["load_from"]
+        (target,) = entry.values()
+        assert target["location_name"] == CODE_LOCATION_NAME, workspace
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    assert pyproject["tool"]["dg"]["project"]["code_location_name"] == CODE_LOCATION_NAME
+
+
 def test_demo_automation_ticks_show_in_the_ui_and_the_daemon_continues_from_their_cursor(
         tmp_path, demo_shop_url, trained_model, platform_settings):
     """`fic demo`'s automation ticks (demo/run.py automation_tick, refresh) after its first: a promotion, every

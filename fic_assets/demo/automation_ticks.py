@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 import dagster as dg
 
 # The code location's name wherever the UI and the daemon load it (workspace.yaml, deploy/workspace.yaml, `dg dev`
-# from pyproject's [tool.dagster]): the sensor's state and ticks are stored under a selector built from it.
+# through pyproject's [tool.dg.project]): the sensor's state and ticks are stored under a selector built from it.
 CODE_LOCATION_NAME = "fic"
 
 
@@ -68,8 +68,6 @@ def add_evaluations(instance: dg.DagsterInstance, evaluation_id: int, evaluation
 
 def sensor_origin(sensor_name: str):
     """The sensor's origin as this process loads the code location (in process), under the location's real name."""
-    import sys
-
     from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
     from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteRepositoryOrigin
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
