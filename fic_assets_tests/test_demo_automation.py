@@ -5,10 +5,6 @@ real `dagster-daemon run`, a real Label Studio."""
 
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
-
 import dagster as dg
 import pytest
 
@@ -192,8 +188,9 @@ def test_annotation_sensor_pulls_nothing_again_across_a_real_daemon_restart(
     from fic_assets.definitions import defs as load_defs
     from fic_assets.demo import run as demo
 
+    # Beside, not in, tmp_path/data: the copy of Label Studio's data (second_label_studio).
     env = platform_settings(crawled_platform(
-        tmp_path, demo_shop_url, FIC_LABEL_STUDIO_URL=second_label_studio.url, FIC_LABEL_STUDIO_TOKEN=second_label_studio.token,
+        tmp_path / "platform", demo_shop_url, FIC_LABEL_STUDIO_URL=second_label_studio.url, FIC_LABEL_STUDIO_TOKEN=second_label_studio.token,
         FIC_IMAGE_CACHE_DIR=str(tmp_path / "cache")))
     defs = load_defs()
     with dg.build_resources({"label_studio": defs.resources["label_studio"]}) as resources:

@@ -17,7 +17,9 @@ shows up in `scripts/ui` (`dg dev`) afterwards:
      (reports/index.html); the demo scores the predictions against the shop's kept truth (F1, worn = positive).
 
 Runs started by a sensor, the schedule or the automation carry the tags the daemon gives them
-(`dagster/sensor_name`, ...), so the UI shows what started each of them.
+(`dagster/sensor_name`, ...), so the UI shows what started each of them. The automation's ticks are recorded as the
+daemon records `automation_sensor`'s (automation_ticks.py): the UI shows why each refresh ran, and the daemon
+started afterwards continues from the demo's cursor.
 
 `fic demo --photos DIR` runs the same loop on real photos (DIR/worn/, DIR/not_worn/; see
 fic_assets/demo/shop/photos.py): the demo shop shows them instead of its drawings and the folders are the truth.
