@@ -14,8 +14,8 @@ What it does, all in a temp dir:
    `brand_report`, `label_tasks` (optionally --history rounds of older per-brand events: weeks of re-crawls);
 3. times, each --repeat times (median and max in ms): brand_sensor and relabel_sensor ticks evaluated like
    fic_assets/demo/run.py's tick() (build_sensor_context with the code location's resources), automation_sensor's
-   evaluation of the automation conditions (dg.evaluate_automation_conditions with the previous tick's cursor, like
-   the demo's automation_tick()): after a promotion, when the report is stale, up to date, after one brand's crawl; the
+   evaluation of the automation conditions (dg.evaluate_automation_conditions with the previous tick's cursor: the
+   evaluator the daemon and the demo's automation_tick() run): after a promotion, when the report is stale, up to date, after one brand's crawl; the
    per-brand predictions queries on a read-only connection (cold open + query, then warm), the brand report's
    summary over all brands and write_report.
 
@@ -467,7 +467,7 @@ def main(argv: list[str] | None = None) -> dict:
     numbers["temp_dir"] = args.tmp_dir or tempfile.gettempdir()
     numbers["note"] = (f"{os.cpu_count()} cores (shared with other jobs); sqlite Dagster instance and DuckDB in temp_dir; "
                        "sensor ticks are evaluation only (build_sensor_context + the sensor, like fic demo's tick(); the automation: "
-                       "dg.evaluate_automation_conditions, like its automation_tick())")
+                       "dg.evaluate_automation_conditions, the evaluation its automation_tick() and the daemon run)")
     print_table(numbers)
     _record.record("scale", numbers)
     return numbers

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -103,11 +104,10 @@ def report_promotable_model(env: dict, model_dir: Path) -> None:
                 storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)))
 
 
-@pytest.fixture
-def daemon(tmp_path, demo_shop_url):
-    """Three crawled brands (DuckDB rows from the demo shop's catalogue, their `pieces` / `image_urls` events), then
-    `dagster-daemon run` on the code location. No Label Studio: the labelling sensors' ticks fail and change nothing."""
-    env = platform_env(tmp_path, demo_shop_url, FIC_LABEL_STUDIO_URL=f"http://127.0.0.1:{free_port()}")
+def crawled_platform(tmp_path: Path, demo_shop_url: str, **settings: str) -> dict:
+    """The environment of a platform on a temp instance with three crawled brands: DuckDB rows from the demo shop's
+    catalogue, the brands as partitions, their `pieces` / `image_urls` events."""
+    env = platform_env(tmp_path, demo_shop_url, **settings)
     items, _ = catalogue_items(demo_shop_url, BRANDS, per_brand=3)
     with warehouse.connect(env["FIC_DUCKDB"]) as con:
         # The brand listing URLs the crawler starts from (the demo shop's /SLUG/ pages).
@@ -119,16 +119,33 @@ def daemon(tmp_path, demo_shop_url):
         for key in ("pieces", "image_urls"):
             for slug in BRANDS:
                 instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=slug))
+    return env
+
+
+@contextmanager
+def running_daemon(env: dict, log_path: Path):
+    """`dagster-daemon run` on the code location as workspace.yaml names it (location `fic`, as `dg dev` and the
+    compose stack name it: the sensors' state is stored under that name). Its own session: its code server and
+    the runs it launches are stopped with it."""
+    from fic_assets.platform.settings import REPO_ROOT
+
+    with log_path.open("ab") as log:
+        process = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(REPO_ROOT / "workspace.yaml")], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=log_path.parent)
+        try:
+            yield process
+        finally:
+            stop_process_group(process)
+
+
+@pytest.fixture
+def daemon(tmp_path, demo_shop_url):
+    """Three crawled brands, then `dagster-daemon run` on the code location. No Label Studio: the labelling sensors'
+    ticks fail and change nothing."""
+    env = crawled_platform(tmp_path, demo_shop_url, FIC_LABEL_STUDIO_URL=f"http://127.0.0.1:{free_port()}")
     log_path = tmp_path / "dagster-daemon.log"
-    log = log_path.open("wb")
-    # Own session: the daemon's code server and the runs it launches are stopped with it.
-    process = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-m", "fic_assets.definitions"], env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
-    try:
+    with running_daemon(env, log_path) as process:
         yield env, process, log_path
-    finally:
-        stop_process_group(process)
-        log.close()
 
 
 def test_daemon_promotes_refreshes_every_brand_in_one_run_then_one_brand_after_its_crawl(daemon, trained_model):

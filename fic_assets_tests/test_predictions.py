@@ -419,31 +419,6 @@ def test_written_predictions_replace_the_old_ones_and_are_read_back_by_label(tmp
         assert dict(con.execute("SELECT image_url, flag_model FROM images").fetchall()) == dict(zip(urls, [1, 0, -1]))
 
 
-def test_demo_automation_ticks_predict_every_brand_in_one_run_then_the_report(platform, trained_model, monkeypatch):
-    """`fic demo`'s step 4 (demo/run.py refresh): after a promotion, automation ticks until settled: one run over all
-    brands (the single-run backfill policy's range), then the report, both tagged as automation_sensor's runs."""
-    from fic_assets.definitions import defs as load_defs
-    from fic_assets.demo import run as demo
-
-    _, instance, path, images = platform
-    monkeypatch.setenv("FIC_DUCKDB", str(path))
-    defs = load_defs()
-    for key in ("pieces", "image_urls"):
-        materialize(instance, key, BRANDS)
-    cursor, started = demo.automation_tick(defs, instance, None)  # the demo's first tick, before its crawl
-    assert started == 0
-    artifact.promote(trained_model, "v1", {"f1": 1.0})
-    materialize(instance, "production_model")
-    demo.refresh(defs, instance, cursor)
-    runs = list(reversed(instance.get_runs()))
-    assert [sorted(key.to_user_string() for key in run.asset_selection) for run in runs] == [["brand_predictions"], ["brand_report"]]
-    predicted, reported = runs
-    ordered = instance.get_dynamic_partitions("brands")
-    assert (predicted.tags["dagster/asset_partition_range_start"], predicted.tags["dagster/asset_partition_range_end"]) == (ordered[0], ordered[-1])
-    assert all(run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/sensor_name"] == "automation_sensor" for run in runs)
-    assert rows(path, "SELECT count(*) FROM predictions") == [(len(images),)]
-
-
 def test_partition_ranges_group_neighbours_in_partition_order():
     from fic_assets.demo.run import partition_ranges
 

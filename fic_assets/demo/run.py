@@ -17,7 +17,9 @@ shows up in `scripts/ui` (`dg dev`) afterwards:
      (reports/index.html); the demo scores the predictions against the shop's kept truth (F1, worn = positive).
 
 Runs started by a sensor, the schedule or the automation carry the tags the daemon gives them
-(`dagster/sensor_name`, ...), so the UI shows what started each of them.
+(`dagster/sensor_name`, ...), so the UI shows what started each of them. The automation's ticks are recorded as the
+daemon records `automation_sensor`'s (automation_ticks.py): the UI shows why each refresh ran, and the daemon
+started afterwards continues from the demo's cursor.
 
 `fic demo --photos DIR` runs the same loop on real photos (DIR/worn/, DIR/not_worn/; see
 fic_assets/demo/shop/photos.py): the demo shop shows them instead of its drawings and the folders are the truth.
@@ -150,7 +152,6 @@ def check_result(job_name: str, result: dg.ExecuteInProcessResult) -> None:
 # The tags Dagster's daemon gives the runs it starts; the UI's "Launched by" reads them (without: "Manually launched").
 SENSOR_NAME_TAG = "dagster/sensor_name"
 SCHEDULE_NAME_TAG = "dagster/schedule_name"
-AUTOMATION_TAGS = {"dagster/auto_materialize": "true", "dagster/from_automation_condition": "true"}
 
 
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str) -> int:
@@ -191,36 +192,60 @@ def partition_ranges(ordered: list[str], chosen: set[str]) -> list[tuple[str, st
     return ranges
 
 
-def automation_tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor):
-    """Evaluate the assets' automation conditions once, as `automation_sensor` does in the daemon, and execute what
-    they request: an unpartitioned asset in one run, a brand-partitioned one in one run per range of brands (its
-    single-run backfill policy). Returns the cursor for the next tick and how many runs were started."""
+def requested_partitions(run_requests) -> dict[dg.AssetKey, set[str | None]]:
+    """What the run requests of an automation tick ask for, per asset: partition keys, or {None} (unpartitioned)."""
+    requested: dict[dg.AssetKey, set[str | None]] = {}
+    for request in run_requests:
+        if request.asset_graph_subset is not None:  # a backfill: for the backfill daemon in the daemon's case
+            for asset_partition in request.asset_graph_subset.iterate_asset_partitions():
+                requested.setdefault(asset_partition.asset_key, set()).add(asset_partition.partition_key)
+        else:
+            for key in request.asset_selection or ():
+                requested.setdefault(key, set()).add(request.partition_key)
+    return requested
+
+
+def automation_tick(defs: dg.Definitions, instance: dg.DagsterInstance) -> int:
+    """One tick of `automation_sensor`, as the daemon would tick it, recorded in the instance as the daemon records
+    it (the sensor's tick, each asset's evaluation with its runs, the cursor the daemon continues from; see
+    automation_ticks.py); what it requests is executed here: an unpartitioned asset in one run, a brand-partitioned
+    one in one run per range of brands (its single-run backfill policy, what the backfill daemon would run).
+    Returns how many runs were started."""
+    from dagster._core.utils import make_new_run_id
+
+    from fic_assets.demo.automation_ticks import record_tick
     from fic_assets.defs.predictions.sensors import AUTOMATION_SENSOR_NAME
 
-    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
     graph = defs.resolve_asset_graph()
     job = defs.resolve_implicit_global_asset_job_def()
-    tags = {SENSOR_NAME_TAG: AUTOMATION_SENSOR_NAME, **AUTOMATION_TAGS}
-    runs = 0
-    for key in graph.toposorted_asset_keys:
-        requested = result.get_requested_partitions(key)
-        if not requested:
-            continue
-        partitions_def = graph.get(key).partitions_def
-        if partitions_def is None:
-            ranges = [{}]
-        else:
-            ordered = list(instance.get_dynamic_partitions(partitions_def.name))
-            ranges = [{"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-                      for first, last in partition_ranges(ordered, set(requested))]
-        say(f"{AUTOMATION_SENSOR_NAME}: {key.to_user_string()} is stale"
-            + (f" for {len(requested)} brand(s), {len(ranges)} run(s)" if partitions_def is not None else ""))
-        for range_tags in ranges:
-            outcome = job.execute_in_process(instance=instance, asset_selection=[key], tags={**tags, **range_tags},
-                                             run_config=QUIET_LOGS, raise_on_error=False)
-            check_result(key.to_user_string(), outcome)
-            runs += 1
-    return result.cursor, runs
+    outcomes = []
+    with record_tick(defs, instance, defs.resolve_sensor_def(AUTOMATION_SENSOR_NAME)) as tick:
+        requested = requested_partitions(tick.run_requests)
+        for key in graph.toposorted_asset_keys:
+            if key not in requested or any(not outcome.success for _, outcome in outcomes):
+                continue
+            partitions_def = graph.get(key).partitions_def
+            if partitions_def is None:
+                runs = [{}]
+            else:
+                ordered = list(instance.get_dynamic_partitions(partitions_def.name))
+                runs = [{"dagster/partition": first} if first == last else
+                        {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+                        for first, last in partition_ranges(ordered, requested[key])]
+            say(f"{AUTOMATION_SENSOR_NAME}: {key.to_user_string()} is stale"
+                + (f" for {len(requested[key])} brand(s), {len(runs)} run(s)" if partitions_def is not None else ""))
+            for partition_tags in runs:
+                run_id = make_new_run_id()
+                tick.start_run(run_id, [key])
+                outcome = job.execute_in_process(instance=instance, asset_selection=[key], run_id=run_id,
+                                                 tags={**tick.run_tags, **partition_tags}, run_config=QUIET_LOGS,
+                                                 raise_on_error=False)
+                outcomes.append((key, outcome))
+                if not outcome.success:
+                    break
+    for key, outcome in outcomes:  # after the tick is recorded: a failed run is the run's failure, not the tick's
+        check_result(key.to_user_string(), outcome)
+    return len(outcomes)
 
 
 def crawl(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
@@ -309,22 +334,22 @@ def warn_about_other_images(catalogue: Catalogue, shop_url: str) -> None:
             "FIC_DATA_DIR and DAGSTER_HOME")
 
 
-def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, cursor) -> None:
+def refresh(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
     """Tick the automation until it settles (two ticks in a row start nothing: the report waits a tick after the
     last update of its inputs), as the daemon's `automation_sensor` would over the next minutes."""
     quiet = 0
     for _ in range(10):
-        cursor, runs = automation_tick(defs, instance, cursor)
+        runs = automation_tick(defs, instance)
         quiet = 0 if runs else quiet + 1
         if quiet == 2:
             return
     raise SystemExit("the automation did not settle after 10 ticks; see the runs in `scripts/ui` (`dg dev`)")
 
 
-def predict_and_report(defs: dg.Definitions, instance: dg.DagsterInstance, catalogue: Catalogue, cursor) -> None:
+def predict_and_report(defs: dg.Definitions, instance: dg.DagsterInstance, catalogue: Catalogue) -> None:
     from fic_assets.defs.predictions.predict import predictions_by_label
 
-    refresh(defs, instance, cursor)  # -> brand_predictions over the brands the production model has not seen, the report
+    refresh(defs, instance)  # -> brand_predictions over the brands the production model has not seen, the report
     with warehouse.connect(settings.get("FIC_DUCKDB"), read_only=True) as con:
         by_label = predictions_by_label(con)
         say(f"predictions: {by_label}; brand report: {Path(settings.get('FIC_REPORTS_DIR')) / 'index.html'}")
@@ -375,8 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         for run_id in release_dead_runs(instance):  # an earlier demo killed hard would hold the duckdb pool slot
             say(f"released run {run_id}: its process was gone")
         if not args.crawl_only:
-            # The automation's first tick: what changes from here on (crawl, promotion) counts as an update.
-            cursor, _ = automation_tick(defs, instance, None)
+            # An automation tick before the crawl: on a new instance its first, which takes what it finds as
+            # handled, so that what changes from here on (crawl, promotion) counts as an update; on an instance a
+            # daemon or an earlier demo ticked, it continues from their cursor.
+            automation_tick(defs, instance)
         # The four steps of the docstring as a bar on stderr (a terminal only): where a 6-minute demo is.
         steps = progress.bar(total=1 if args.crawl_only else 4, desc="fic demo: crawl", unit="step")
         crawl(defs, instance)
@@ -389,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             retrain_and_relabel(defs, instance)
             steps.update()
             steps.set_description("fic demo: predictions")
-            predict_and_report(defs, instance, catalogue, cursor)
+            predict_and_report(defs, instance, catalogue)
             steps.update()
         steps.close()
 
