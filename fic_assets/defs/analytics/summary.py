@@ -121,8 +121,9 @@ def corrected_worn_share(worn, predicted, errors: ModelErrors | None, draws: int
                 p = np.clip((p[valid] + sp - 1) / youden, 0.0, 1.0)
             cache[(k, n)] = tuple(float(q) for q in np.quantile(p, [lo_q, hi_q]))
         low[i], high[i] = cache[(k, n)]
-    if corrected:  # the point estimate always lies in its interval (a clipped point can sit on its edge)
-        low, high = np.minimum(low, share), np.maximum(high, share)
+    # The point estimate always lies in its interval: a clipped estimate, or a raw share of 0 or 1 (Jeffreys' interval
+    # then starts above 0 / ends below 1; the usual convention extends it to the bound), sits on its edge.
+    low, high = np.fmin(low, share), np.fmax(high, share)
     return pd.DataFrame({
         "worn_share_raw": raw, "worn_share": share, "worn_share_low": low, "worn_share_high": high,
         "worn_share_corrected": np.full(len(worn), corrected, dtype=bool),
@@ -277,8 +278,9 @@ def price_history(snapshot, slug: str) -> pd.DataFrame:
 def model_caveat(model: dict | None) -> str:
     """How good the model behind the numbers is, in one or two sentences people can quote."""
     if not model or not model.get("version"):
-        return ("No production model yet: there are no predictions to trust, so no worn share is shown "
-                "(train and promote one: `dg launch --job retrain_job`).")
+        return ("No production model is recorded, so how good the predictions are is unknown: the worn shares are the "
+                "model's raw counts, not corrected for its error, and their intervals cover the number of images only "
+                "(train and promote a model: `dg launch --job retrain_job`).")
     cv = model.get("cv") or {}
     f1, spread, n = cv.get("f1"), cv.get("f1_std"), cv.get("n")
     labels = model.get("labels_used") or {}
