@@ -257,11 +257,14 @@ def prune(root: Path, grace_seconds: float = GRACE_SECONDS, now: datetime | None
         if current is None or older == current or older > current:
             continue
         replaced_at = _version_time(newer)
-        if replaced_at is not None and (now - replaced_at).total_seconds() > grace_seconds:
+        if replaced_at is not None and (now - replaced_at).total_seconds() >= grace_seconds:
             shutil.rmtree(folder / older, ignore_errors=True)
             removed.append(older)
     for entry in folder.iterdir():
-        if entry.name.startswith(TEMP_PREFIX) and time.time() - entry.stat().st_mtime > grace_seconds:
+        # A temp dir is named by the time its writer started; one older than the grace period belongs to a writer
+        # that died (a snapshot takes seconds), never to the one running now (the duckdb pool runs one at a time).
+        started_at = _version_time(entry.name[len(TEMP_PREFIX):]) if entry.name.startswith(TEMP_PREFIX) else None
+        if started_at is not None and (now - started_at).total_seconds() > max(grace_seconds, 60.0):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry.name)
     return removed
