@@ -190,7 +190,8 @@ def partition_ranges(ordered: list[str], chosen: set[str]) -> list[tuple[str, st
 
 def automation_tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor):
     """Evaluate the assets' automation conditions once, as `automation_sensor` does in the daemon, and execute what
-    they request: an unpartitioned asset in one run, a brand-partitioned one in one run per range of brands (its
+    they request: the unpartitioned assets requested together in one run (the daemon's sensor runs analytics_snapshot
+    and brand_report, requested in one tick, as one run), a brand-partitioned one in one run per range of brands (its
     single-run backfill policy). Returns the cursor for the next tick and how many runs were started."""
     from fic_assets.defs.predictions.sensors import AUTOMATION_SENSOR_NAME
 
@@ -199,24 +200,36 @@ def automation_tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor):
     job = defs.resolve_implicit_global_asset_job_def()
     tags = {SENSOR_NAME_TAG: AUTOMATION_SENSOR_NAME, **AUTOMATION_TAGS}
     runs = 0
+    unpartitioned: list[dg.AssetKey] = []
+
+    def run(keys: list[dg.AssetKey], range_tags: dict) -> None:
+        nonlocal runs
+        outcome = job.execute_in_process(instance=instance, asset_selection=keys, tags={**tags, **range_tags},
+                                         run_config=QUIET_LOGS, raise_on_error=False)
+        check_result(", ".join(key.to_user_string() for key in keys), outcome)
+        runs += 1
+
+    # In dependency order; unpartitioned assets next to each other share a run, flushed before a partitioned one.
     for key in graph.toposorted_asset_keys:
         requested = result.get_requested_partitions(key)
         if not requested:
             continue
         partitions_def = graph.get(key).partitions_def
         if partitions_def is None:
-            ranges = [{}]
-        else:
-            ordered = list(instance.get_dynamic_partitions(partitions_def.name))
-            ranges = [{"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-                      for first, last in partition_ranges(ordered, set(requested))]
-        say(f"{AUTOMATION_SENSOR_NAME}: {key.to_user_string()} is stale"
-            + (f" for {len(requested)} brand(s), {len(ranges)} run(s)" if partitions_def is not None else ""))
+            say(f"{AUTOMATION_SENSOR_NAME}: {key.to_user_string()} is stale")
+            unpartitioned.append(key)
+            continue
+        if unpartitioned:
+            run(unpartitioned, {})
+            unpartitioned = []
+        ordered = list(instance.get_dynamic_partitions(partitions_def.name))
+        ranges = [{"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+                  for first, last in partition_ranges(ordered, set(requested))]
+        say(f"{AUTOMATION_SENSOR_NAME}: {key.to_user_string()} is stale for {len(requested)} brand(s), {len(ranges)} run(s)")
         for range_tags in ranges:
-            outcome = job.execute_in_process(instance=instance, asset_selection=[key], tags={**tags, **range_tags},
-                                             run_config=QUIET_LOGS, raise_on_error=False)
-            check_result(key.to_user_string(), outcome)
-            runs += 1
+            run([key], range_tags)
+    if unpartitioned:
+        run(unpartitioned, {})
     return result.cursor, runs
 
 
@@ -324,7 +337,8 @@ def predict_and_report(defs: dg.Definitions, instance: dg.DagsterInstance, catal
     refresh(defs, instance, cursor)  # -> brand_predictions over the brands the production model has not seen, the report
     with warehouse.connect(settings.get("FIC_DUCKDB"), read_only=True) as con:
         by_label = predictions_by_label(con)
-        say(f"predictions: {by_label}; brand report: {Path(settings.get('FIC_REPORTS_DIR')) / 'index.html'}")
+        say(f"predictions: {by_label}; analytics snapshot (Parquet): {settings.get('FIC_ANALYTICS_DIR')}; "
+            f"brand report: {Path(settings.get('FIC_REPORTS_DIR')) / 'index.html'}")
         say(score_against_truth(con, catalogue, settings.get("FIC_SHOP_URL").rstrip("/")))
 
 
