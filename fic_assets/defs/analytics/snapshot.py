@@ -305,7 +305,7 @@ def write_snapshot(con: duckdb.DuckDBPyConnection, root: str | Path | None = Non
         _write_json(temp / MODEL, model)
         # The per-brand numbers, from exactly these tables, by the functions the report and the dashboard use.
         with Snapshot.load(temp, {"version": version, "created_at": now.isoformat(), "tables": {t: {} for t in rows}},
-                           model) as partial:
+                           model, in_memory=False) as partial:
             derived = {"colours": summary.colour_counts(partial), "brand_summary": summary.brand_overview(partial)}
         writer = duckdb.connect()
         try:
@@ -378,13 +378,20 @@ class Snapshot:
         self.close()
 
     @classmethod
-    def load(cls, path: Path, manifest: dict, model: dict) -> Snapshot:
+    def load(cls, path: Path, manifest: dict, model: dict, in_memory: bool = True) -> Snapshot:
+        """in_memory: copy every table into memory (a reader keeps them whatever happens to the files); else views
+        over the Parquet files (the writer's own look at the snapshot it is writing)."""
         con = duckdb.connect()
+        kind = "TABLE" if in_memory else "VIEW"
         try:
             for table in manifest["tables"]:
                 if table not in TABLES:
                     continue  # a newer writer's extra table: this reader does not know it
-                con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM read_parquet(?)', [str(path / f"{table}.parquet")])
+                source = str(path / f"{table}.parquet")  # the name is one of TABLES' (checked above)
+                if in_memory:
+                    con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM read_parquet(?)', [source])
+                else:  # DuckDB takes no parameters in a view: the relational API names the file without SQL text
+                    con.read_parquet(source).create_view(table)
         except BaseException:
             con.close()
             raise
