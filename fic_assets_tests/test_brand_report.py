@@ -1,4 +1,5 @@
-"""The static brand report on a real DuckDB file: hand-computed numbers, hostile names, edge cases, Chromium."""
+"""The static brand report from a real analytics snapshot of a real DuckDB file: hand-computed numbers, hostile names,
+edge cases, Chromium."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
 from fic_assets.platform import warehouse
-from fic_assets.defs.reports.brand_report import PLOT_FILES, brand_summary, write_report
+from fic_assets.defs.analytics import summary as numbers
+from fic_assets.defs.analytics.snapshot import open_snapshot, write_snapshot
+from fic_assets.defs.reports.brand_report import PLOT_FILES, write_report
 from fic_assets_tests.conftest import require
 
 CHROMIUM = os.environ.get("FIC_CHROMIUM", "/usr/bin/chromium")
@@ -85,6 +89,25 @@ def seed_small(con) -> None:
     )
 
 
+NO_MODEL = {"version": None, "message": "no production model"}
+
+
+def snapshot_of(con, root: Path, model: dict | None = None):
+    """A snapshot of the warehouse behind con, written under root and opened (model.json: `model`, default none)."""
+    write_snapshot(con, root / "analytics", model=model or NO_MODEL)
+    return open_snapshot(root / "analytics")
+
+
+def brand_summary(con, root: Path, model: dict | None = None):
+    with snapshot_of(con, root, model) as snapshot:
+        return numbers.brand_overview(snapshot)
+
+
+def report_of(con, root: Path, out: Path, model: dict | None = None, **options):
+    with snapshot_of(con, root, model) as snapshot:
+        return write_report(snapshot, out, **options)
+
+
 def png_ok(path: Path) -> tuple[int, int]:
     with Image.open(path) as image:
         image.load()
@@ -101,7 +124,7 @@ def test_summary_numbers_by_hand_with_missing_prices_images_and_predictions(tmp_
     unknown brand and a prediction of an unknown image; every number is compared with a hand-computed value."""
     with warehouse.connect(tmp_path / "fic.duckdb") as con:
         seed_small(con)
-        summary = brand_summary(con)
+        summary = brand_summary(con, tmp_path)
 
     # Most pieces first, then name case-insensitively (aardvark before Delta); no row for the unknown brand.
     assert list(summary["slug"]) == ["alpha", "beta", "gamma", "aardvark", "delta"]
@@ -114,29 +137,32 @@ def test_summary_numbers_by_hand_with_missing_prices_images_and_predictions(tmp_
     assert [alpha[c] for c in ("price_min", "price_p25", "price_median", "price_p75", "price_max")] == \
         pytest.approx([10.0, 15.0, 20.0, 30.0, 40.0])
     assert alpha["currency"] == "EUR"  # 2 EUR against 1 USD
-    assert alpha["top_colours"] == [("black", 2), ("red", 1), ("white", 1)]  # the 1-1 tie alphabetical
+    assert alpha["top_colours"] == "black 2, red 1, white 1"  # the 1-1 tie alphabetical
     assert alpha["packshot_flags"] == 2  # u1 not_worn, u3 worn
     assert alpha["packshot_agreement"] == pytest.approx(0.5)
-    assert alpha["model_versions"] == ["v1", "v2"]  # not v0 of the image that is gone
+    assert alpha["model_versions"] == "v1, v2"  # not v0 of the image that is gone
+    # No production model: the share is the model's own count, its interval that of the brand's 3 images alone.
+    assert not alpha["worn_share_corrected"] and alpha["worn_share_raw"] == alpha["worn_share"]
+    assert 0.1 < alpha["worn_share_low"] < 2 / 3 < alpha["worn_share_high"] < 1.0
 
     beta = rows["beta"]
     assert (beta["pieces"], beta["images"], beta["predicted"], beta["errors"], beta["packshot_flags"]) == (2, 0, 0, 0, 0)
     assert math.isnan(beta["worn_share"]) and math.isnan(beta["packshot_agreement"])
     assert [beta[c] for c in ("price_min", "price_p25", "price_median", "price_p75", "price_max")] == \
         pytest.approx([5.0, 5.5, 6.0, 6.5, 7.0])
-    assert beta["currency"] == "EUR" and beta["top_colours"] == [] and beta["model_versions"] == []
+    assert beta["currency"] == "EUR" and beta["top_colours"] == "" and beta["model_versions"] == ""
 
     gamma = rows["gamma"]
     assert (gamma["pieces"], gamma["images"], gamma["predicted"], gamma["errors"]) == (1, 1, 1, 0)
     assert gamma["worn_share"] == 0.0 and gamma["packshot_agreement"] == 1.0
     assert all(math.isnan(gamma[c]) for c in ("price_min", "price_p25", "price_median", "price_p75", "price_max"))
-    assert gamma["currency"] is None
-    assert gamma["top_colours"] == [("green", 1)] and gamma["model_versions"] == ["v2"]
+    assert pd.isna(gamma["currency"])
+    assert gamma["top_colours"] == "green 1" and gamma["model_versions"] == "v2"
 
     for slug in ("delta", "aardvark"):
         row = rows[slug]
         assert (row["pieces"], row["images"], row["predicted"], row["errors"], row["packshot_flags"]) == (0, 0, 0, 0, 0)
-        assert math.isnan(row["worn_share"]) and math.isnan(row["price_median"]) and row["currency"] is None
+        assert math.isnan(row["worn_share"]) and math.isnan(row["price_median"]) and pd.isna(row["currency"])
 
 
 def test_top_colours_keeps_five_most_common(tmp_path: Path):
@@ -151,22 +177,25 @@ def test_top_colours_keeps_five_most_common(tmp_path: Path):
     with warehouse.connect(tmp_path / "fic.duckdb") as con:
         warehouse.upsert_brands(con, [brand("many", "Many Colours")])
         warehouse.upsert_items(con, items)
-        row = brand_summary(con).iloc[0]
+        row = brand_summary(con, tmp_path).iloc[0]
     assert row["pieces"] == 17
-    assert row["top_colours"] == [("black", 4), ("blue", 3), ("white", 3), ("navy", 2), ("red", 2)]
+    assert row["top_colours"] == "black 4, blue 3, white 3, navy 2, red 2"
 
 
 def test_report_numbers_formatted_for_people(tmp_path: Path):
     """Bad input: missing values everywhere (Delta) must read "—", not nan/None; numbers carry units."""
     with warehouse.connect(tmp_path / "fic.duckdb") as con:
         seed_small(con)
-        result = write_report(con, tmp_path / "report", generated_at=GENERATED)
+        result = report_of(con, tmp_path, tmp_path / "report", generated_at=GENERATED)
     html = result.index_html.read_text(encoding="utf-8")
     assert result.brands == 5 and table_rows(html) == 5
     assert "2025-03-04 05:06:07 UTC" in html
     assert "v1, v2" in html and "v9" not in html and "v0" not in html  # model versions of listed brands' images
     assert "66.7 %" in html and "50.0 %" in html  # Alpha's worn share and packshot agreement
-    assert "15.00 EUR" in html and "5.50 EUR" in html
+    assert "20.00 EUR" in html and "15.00–30.00" in html and "6.00 EUR" in html and "5.50–6.50" in html  # median, p25–p75
+    totals = html[html.index("<tfoot>"):html.index("</tfoot>")]
+    assert "All 5 brands" in totals and "50.0 %" in totals  # the totals row has a worn share: 2 of 4 predicted
+    assert "No production model is recorded" in html  # the caveat says what the numbers rest on
     assert "black 2, red 1, white 1" in html
     assert "—" in html and not re.search(r"\b(nan|None|NaN)\b", html)
     assert not re.search(r"<script|javascript:|https?://", html), "no JavaScript, no external URLs"
@@ -185,8 +214,8 @@ def test_hostile_brand_names_escaped_in_html_and_intact_in_summary(tmp_path: Pat
         ])
         for slug in HOSTILE_NAMES:
             predict(con, f"{slug}-img", "worn", brand_slug=slug)
-        summary = brand_summary(con)
-        result = write_report(con, tmp_path / "report", generated_at=GENERATED)
+        summary = brand_summary(con, tmp_path)
+        result = report_of(con, tmp_path, tmp_path / "report", generated_at=GENERATED)
 
     assert dict(zip(summary["slug"], summary["name"])) == HOSTILE_NAMES
     html = result.index_html.read_text(encoding="utf-8")
@@ -203,9 +232,9 @@ def test_hostile_brand_names_escaped_in_html_and_intact_in_summary(tmp_path: Pat
 def test_empty_database_writes_a_report_saying_no_brands(tmp_path: Path):
     """Bad input: a database with the schema only (no brands, pieces, images or predictions)."""
     with warehouse.connect(tmp_path / "fic.duckdb") as con:
-        summary = brand_summary(con)
-        result = write_report(con, tmp_path / "report", generated_at=GENERATED)
-    assert summary.empty and list(summary.columns)[:3] == ["slug", "name", "pieces"]
+        summary = brand_summary(con, tmp_path)
+        result = report_of(con, tmp_path, tmp_path / "report", generated_at=GENERATED)
+    assert summary.empty and list(summary.columns) == list(numbers.OVERVIEW_COLUMNS)
     assert result.brands == 0 and result.summary.empty
     html = result.index_html.read_text(encoding="utf-8")
     assert "No brands yet" in html and table_rows(html) == 0
@@ -222,10 +251,10 @@ def test_plots_survive_one_brand_with_only_errors_and_no_prices(tmp_path: Path):
                                    piece("s2", "solo", images=[("s-c", False)])])
         for url in ("s-a", "s-b", "s-c"):
             predict(con, url, "error", brand_slug="solo")
-        result = write_report(con, tmp_path / "report", generated_at=GENERATED)
+        result = report_of(con, tmp_path, tmp_path / "report", generated_at=GENERATED)
     row = result.summary.iloc[0]
     assert (row["pieces"], row["images"], row["predicted"], row["errors"], row["packshot_flags"]) == (2, 3, 0, 3, 0)
-    assert math.isnan(row["worn_share"]) and math.isnan(row["price_max"]) and row["top_colours"] == []
+    assert math.isnan(row["worn_share"]) and math.isnan(row["price_max"]) and row["top_colours"] == ""
     assert "All 1 brand." in result.index_html.read_text(encoding="utf-8")
     for path in result.plots.values():
         png_ok(path)
@@ -240,8 +269,8 @@ def test_many_brands_table_lists_all_plots_show_top(tmp_path: Path):
     with warehouse.connect(tmp_path / "fic.duckdb") as con:
         warehouse.upsert_brands(con, brands)
         warehouse.upsert_items(con, items)
-        result = write_report(con, tmp_path / "report", generated_at=GENERATED, max_plot_brands=10)
-        few = write_report(con, tmp_path / "few", generated_at=GENERATED, max_plot_brands=60)
+        result = report_of(con, tmp_path, tmp_path / "report", generated_at=GENERATED, max_plot_brands=10)
+        few = report_of(con, tmp_path, tmp_path / "few", generated_at=GENERATED, max_plot_brands=60)
     html = result.index_html.read_text(encoding="utf-8")
     assert result.brands == 60 and table_rows(html) == 60
     assert all(f"Brand {i:02d}" in html for i in range(60))
@@ -262,8 +291,8 @@ def test_rewrite_overwrites_stale_files_atomically(tmp_path: Path):
         (out / file).write_bytes(b"stale, half-written")
     with warehouse.connect(tmp_path / "fic.duckdb") as con:
         seed_small(con)
-        write_report(con, out, generated_at=GENERATED)
-        result = write_report(con, out, generated_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+        report_of(con, tmp_path, out, generated_at=GENERATED)
+        result = report_of(con, tmp_path, out, generated_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
     assert sorted(p.name for p in out.iterdir()) == sorted([*PLOT_FILES.values(), "index.html"])
     assert "2026-01-01 00:00:00 UTC" in result.index_html.read_text(encoding="utf-8")
     for path in result.plots.values():
@@ -288,19 +317,20 @@ def test_report_renders_in_real_chromium(tmp_path: Path):
                                    for slug in HOSTILE_NAMES])
         for slug in HOSTILE_NAMES:
             predict(con, f"{slug}-img", "not_worn", brand_slug=slug)
-        result = write_report(con, tmp_path / "written", generated_at=GENERATED)
-        names = list(brand_summary(con)["name"])
+        result = report_of(con, tmp_path, tmp_path / "written", generated_at=GENERATED)
+        names = list(brand_summary(con, tmp_path)["name"])
     moved = tmp_path / "moved" / "report"
     shutil.copytree(tmp_path / "written", moved)  # relative src: the copy must work on its own
     shutil.rmtree(tmp_path / "written")
     assert len(names) == 5 + len(HOSTILE_NAMES)
 
-    screenshot = tmp_path / "report.png"
+    screenshot = Path(__file__).resolve().parents[1] / "test-artifacts" / "brand-report-1400px.png"  # gitignored
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
     requests, dialogs = [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": 1400, "height": 900})  # the width the layout must fit
             page.on("request", lambda request: requests.append(request.url))
             page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
             page.goto((moved / result.index_html.name).as_uri(), wait_until="load")
@@ -309,6 +339,10 @@ def test_report_renders_in_real_chromium(tmp_path: Path):
                 "() => Array.from(document.images).map(img => [img.getAttribute('src'), img.complete && img.naturalWidth > 0])"
             )
             scripts = page.evaluate("() => document.scripts.length")
+            # Nothing wider than the window: no horizontal scrolling of the page or of the table's own box.
+            widths = page.evaluate("""() => [document.documentElement.scrollWidth,
+                                             document.querySelector('.table-wrap').scrollWidth,
+                                             document.querySelector('.table-wrap').clientWidth]""")
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
@@ -318,10 +352,11 @@ def test_report_renders_in_real_chromium(tmp_path: Path):
     assert sorted(src for src, _ in images) == sorted(PLOT_FILES.values())
     assert all(loaded for _, loaded in images), f"plots that did not load: {images}"
     assert scripts == 0 and dialogs == []
+    assert widths[0] <= 1400 and widths[1] <= widths[2], f"the report overflows 1400 px: {widths}"
     assert requests and all(url.startswith("file://") for url in requests), requests
     with Image.open(screenshot) as shot:
         shot.load()
-        assert shot.width >= 1280 and shot.height > 900  # full page: the table runs past one screen
+        assert shot.width >= 1400 and shot.height > 900  # full page: the table runs past one screen
         rgb = shot.convert("RGB")
         colours = rgb.getcolors(maxcolors=4096)  # None: more than 4096 colours, certainly not blank
         assert colours is None or len(colours) > 1

@@ -20,7 +20,7 @@ from fic_assets_tests.test_automation import (
     wait_for,
 )
 
-AUTOMATED = ("production_model", "brand_predictions", "brand_report")
+AUTOMATED = ("production_model", "brand_predictions", "analytics_snapshot", "brand_report")
 
 
 @pytest.fixture
@@ -114,6 +114,8 @@ def test_demo_automation_ticks_show_in_the_ui_and_the_daemon_continues_from_thei
         demo_ticks = sensor_ticks(instance, "automation_sensor")
     assert {key: len(found) for key, found in runs.items()} == dict.fromkeys(AUTOMATED, 1)
     assert all(found[0].status == dg.DagsterRunStatus.SUCCESS for found in runs.values())
+    # Requested in the same tick, the snapshot and the report it is built from share one run, as the daemon runs them.
+    assert runs["analytics_snapshot"][0].run_id == runs["brand_report"][0].run_id
 
     # Storage: one evaluation per asset that requested something, naming its run; the runs name the evaluation.
     for key in AUTOMATED:
@@ -146,7 +148,7 @@ def test_demo_automation_ticks_show_in_the_ui_and_the_daemon_continues_from_thei
     assert requesting[0]["evaluationId"] == runs["brand_predictions"][0].tags["dagster/asset_evaluation_id"]
     ui_ticks = ticks["sensorOrError"]["sensorState"]["ticks"]
     assert [tick["tickId"] for tick in ui_ticks] == [str(tick.tick_id) for tick in demo_ticks]
-    assert sorted(run_id for tick in ui_ticks for run_id in tick["runIds"]) == sorted(found[0].run_id for found in runs.values())
+    assert sorted(run_id for tick in ui_ticks for run_id in tick["runIds"]) == sorted({found[0].run_id for found in runs.values()})
 
     # A crawl of levis after the demo, then the daemon.
     with instance_of(env) as instance:

@@ -438,10 +438,10 @@ def test_demo_runs_the_whole_loop_on_real_photos(tmp_path, photo_shop_url, real_
     assert jobs == ["crawl_job", "discover_brands_job", "human_labels_job", "labelling_round_job", "labelling_round_job",
                     "retrain_job"]
     # The automation launches what is stale as runs of the assets (Dagster's implicit asset job), as the daemon's
-    # automation_sensor would: every brand's predictions in one run, then the report.
+    # automation_sensor would: every brand's predictions in one run, then the analytics snapshot and the report in one.
     automated = sorted(tuple(sorted(key.to_user_string() for key in run.asset_selection or ())) for run in runs
                        if run.job_name == ASSET_JOB)
-    assert automated == [("brand_predictions",), ("brand_report",)]
+    assert automated == [("analytics_snapshot", "brand_report"), ("brand_predictions",)]
     assert predicted[:3] == (images, images, images) and images > 500
     assert predicted[3] >= images - 10  # only the broken images (404, empty, truncated, HTML, bomb) are not scored
     report = (tmp_path / "reports" / "index.html").read_text(encoding="utf-8")

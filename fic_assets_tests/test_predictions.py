@@ -239,8 +239,9 @@ def platform(tmp_path, monkeypatch, shop_db):
     path, images = shop_db
     monkeypatch.setenv("FIC_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("FIC_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("FIC_ANALYTICS_DIR", str(tmp_path / "analytics"))
     monkeypatch.setenv("FIC_IMAGE_CACHE_DIR", str(tmp_path / "cache"))
-    defs = dg.Definitions.merge(domain_defs("predictions", "reports"), dg.Definitions(resources={"duckdb": DuckDBResource(path=str(path))}))
+    defs = dg.Definitions.merge(domain_defs("predictions", "analytics", "reports"), dg.Definitions(resources={"duckdb": DuckDBResource(path=str(path))}))
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("brands", list(BRANDS))
         yield defs, instance, path, images
@@ -272,9 +273,12 @@ def test_all_brands_in_one_run_then_the_report(platform, trained_model):
     assert set(metadata["per_brand"].value) == set(BRANDS)
     assert rows(path, "SELECT count(*) FROM predictions") == [(len(images),)]
 
-    report = defs.resolve_job_def("report_job").execute_in_process(instance=instance)
+    report = defs.resolve_job_def("report_job").execute_in_process(instance=instance)  # the snapshot, then the report
     assert report.success
+    snapshot = report.asset_materializations_for_node("analytics_snapshot")[0].metadata
+    assert snapshot["rows"].value["images"] == len(images)
     meta = report.asset_materializations_for_node("brand_report")[0].metadata
+    assert meta["snapshot"].value == snapshot["version"].value
     index = Path(meta["report"].value)
     assert index == Path(dg.EnvVar("FIC_REPORTS_DIR").get_value()) / "index.html"
     html = index.read_text(encoding="utf-8")
@@ -302,7 +306,7 @@ class Ticks:
     def __call__(self) -> dict[str, list]:
         result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
         self.cursor = result.cursor
-        keys = ("production_model", "brand_predictions", "brand_report")
+        keys = ("production_model", "brand_predictions", "analytics_snapshot", "brand_report")
         return {key: sorted(result.get_requested_partitions(dg.AssetKey(key)), key=str) for key in keys
                 if result.get_num_requested(dg.AssetKey(key))}
 
@@ -316,6 +320,10 @@ def check_model(instance, passed: bool):
     instance.report_runless_asset_event(dg.AssetCheckEvaluation(asset_key=dg.AssetKey("model"), check_name="model_quality", passed=passed))
 
 
+# The snapshot once its inputs settled, and the report with it (eager: requested in the same tick, so one run).
+REPORT = {"analytics_snapshot": [None], "brand_report": [None]}
+
+
 def test_automation_refreshes_only_stale_brands_then_the_report(automation):
     """The assets' automation conditions: a crawl before any model refreshes the report only; a model is promoted
     only once model_quality passed; a promotion makes every brand stale at once; a crawl of some brands refreshes
@@ -326,8 +334,9 @@ def test_automation_refreshes_only_stale_brands_then_the_report(automation):
 
     materialize(instance, "pieces", BRANDS)
     materialize(instance, "image_urls", BRANDS)
-    assert tick() == {}  # the report waits a tick after its inputs updated
-    assert tick() == {"brand_report": [None]}  # no model yet: the report shows the crawl
+    assert tick() == {}  # the snapshot waits a tick after its inputs updated
+    assert tick() == REPORT  # no model yet: the snapshot and the report show the crawl
+    materialize(instance, "analytics_snapshot")
     materialize(instance, "brand_report")
 
     materialize(instance, "model")
@@ -342,7 +351,8 @@ def test_automation_refreshes_only_stale_brands_then_the_report(automation):
 
     materialize(instance, "brand_predictions", BRANDS)
     assert tick() == {}
-    assert tick() == {"brand_report": [None]}
+    assert tick() == REPORT
+    materialize(instance, "analytics_snapshot")
     materialize(instance, "brand_report")
     assert tick() == {}
 

@@ -27,7 +27,7 @@ QUERIES = (
     "images_to_predict_middle_same_model_warm_ms", "image_counts_middle_warm_ms",
     "brand_query_biggest_cold_ms", "images_to_predict_biggest_new_model_warm_ms",
     "images_to_predict_biggest_same_model_warm_ms", "image_counts_biggest_warm_ms",
-    "brand_summary_all_brands_ms", "write_report_ms",
+    "write_snapshot_ms", "open_snapshot_ms", "open_snapshot_and_overview_ms", "brand_overview_ms", "write_report_ms",
 )
 
 
@@ -59,9 +59,11 @@ def test_counts_are_the_requested_sizes(recorded):
     assert recorded["db_labels"] == 60 and recorded["labels_since_round"] == 60
     assert recorded["db_price_history"] == SIZES["pieces"]
     assert 0 < recorded["packshot_images"] < SIZES["images"]
-    # brands + per brand (pieces, image_urls, brand_predictions twice) + model twice, report twice, label_tasks, and
-    # one brand's crawl (image_urls)
-    assert recorded["instance_events"] == 1 + 4 * SIZES["brands"] + 6
+    # brands + per brand (pieces, image_urls, brand_predictions twice) + model twice, snapshot and report twice each,
+    # label_tasks, and one brand's crawl (image_urls)
+    assert recorded["instance_events"] == 1 + 4 * SIZES["brands"] + 8
+    assert recorded["snapshot_rows"]["brand_summary"] == SIZES["brands"]
+    assert recorded["snapshot_rows"]["images"] == SIZES["images"] and recorded["snapshot_rows"]["pieces"] == SIZES["pieces"]
     assert recorded["query_brand_middle"]["images"] > 0
     assert recorded["query_brand_biggest"]["images"] >= recorded["query_brand_middle"]["images"]
 
@@ -80,4 +82,5 @@ def test_targets_are_named_beside_the_numbers(recorded):
     assert set(SENSOR_TICKS) <= set(targets)
     assert all(targets[key]["target_ms"] == 1000 for key in SENSOR_TICKS)
     assert targets["images_to_predict_middle_new_model_warm_ms"]["target_ms"] == 100
+    assert targets["write_snapshot_ms"]["target_ms"] == targets["open_snapshot_and_overview_ms"]["target_ms"] == 5000
     assert all(isinstance(goal["met"], bool) for goal in targets.values())

@@ -10,7 +10,8 @@ are imported inside the functions that need them.
     dataset/      the labelled image set: download cache, image directory, DVC + S3 versioning
     model/        the classifier: training, gate, model artifact, the one scoring path
     predictions/  per-brand predictions with the production model
-    reports/      the per-brand HTML report
+    analytics/    the read-only Parquet snapshot analysts read, and the summary functions on it
+    reports/      the per-brand HTML report (from the snapshot)
     operations/   platform upkeep (dead runs)
     shared.py     Dagster pieces every domain uses: the brand partitions, the DuckDB pool, range run requests
     resources.py  one resource per outside system, configured from environment variables

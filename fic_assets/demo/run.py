@@ -192,25 +192,29 @@ def partition_ranges(ordered: list[str], chosen: set[str]) -> list[tuple[str, st
     return ranges
 
 
-def requested_partitions(run_requests) -> dict[dg.AssetKey, set[str | None]]:
-    """What the run requests of an automation tick ask for, per asset: partition keys, or {None} (unpartitioned)."""
-    requested: dict[dg.AssetKey, set[str | None]] = {}
+def requested_runs(run_requests, graph) -> list[tuple[list[dg.AssetKey], set[str | None]]]:
+    """What the run requests of an automation tick ask for, in dependency order, as (asset keys, partition keys or
+    {None}): a run request as it is (the daemon's sensor requests the unpartitioned assets stale in one tick, e.g.
+    analytics_snapshot and brand_report, as one run), a backfill (brand partitions) per asset."""
+    order = {key: index for index, key in enumerate(graph.toposorted_asset_keys)}
+    runs: list[tuple[list[dg.AssetKey], set[str | None]]] = []
     for request in run_requests:
         if request.asset_graph_subset is not None:  # a backfill: for the backfill daemon in the daemon's case
+            by_key: dict[dg.AssetKey, set[str | None]] = {}
             for asset_partition in request.asset_graph_subset.iterate_asset_partitions():
-                requested.setdefault(asset_partition.asset_key, set()).add(asset_partition.partition_key)
+                by_key.setdefault(asset_partition.asset_key, set()).add(asset_partition.partition_key)
+            runs.extend(([key], partitions) for key, partitions in by_key.items())
         else:
-            for key in request.asset_selection or ():
-                requested.setdefault(key, set()).add(request.partition_key)
-    return requested
+            runs.append((sorted(request.asset_selection or (), key=order.__getitem__), {request.partition_key}))
+    return sorted(runs, key=lambda run: min(order[key] for key in run[0]))
 
 
 def automation_tick(defs: dg.Definitions, instance: dg.DagsterInstance) -> int:
     """One tick of `automation_sensor`, as the daemon would tick it, recorded in the instance as the daemon records
     it (the sensor's tick, each asset's evaluation with its runs, the cursor the daemon continues from; see
-    automation_ticks.py); what it requests is executed here: an unpartitioned asset in one run, a brand-partitioned
-    one in one run per range of brands (its single-run backfill policy, what the backfill daemon would run).
-    Returns how many runs were started."""
+    automation_ticks.py); what it requests is executed here: unpartitioned assets requested together in one run, a
+    brand-partitioned one in one run per range of brands (its single-run backfill policy, what the backfill daemon
+    would run). Returns how many runs were started."""
     from dagster._core.utils import make_new_run_id
 
     from fic_assets.demo.automation_ticks import record_tick
@@ -220,31 +224,31 @@ def automation_tick(defs: dg.Definitions, instance: dg.DagsterInstance) -> int:
     job = defs.resolve_implicit_global_asset_job_def()
     outcomes = []
     with record_tick(defs, instance, defs.resolve_sensor_def(AUTOMATION_SENSOR_NAME)) as tick:
-        requested = requested_partitions(tick.run_requests)
-        for key in graph.toposorted_asset_keys:
-            if key not in requested or any(not outcome.success for _, outcome in outcomes):
-                continue
-            partitions_def = graph.get(key).partitions_def
+        for keys, partitions in requested_runs(tick.run_requests, graph):
+            if any(not outcome.success for _, outcome in outcomes):
+                break
+            names = ", ".join(key.to_user_string() for key in keys)
+            partitions_def = graph.get(keys[0]).partitions_def
             if partitions_def is None:
                 runs = [{}]
             else:
                 ordered = list(instance.get_dynamic_partitions(partitions_def.name))
                 runs = [{"dagster/partition": first} if first == last else
                         {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-                        for first, last in partition_ranges(ordered, requested[key])]
-            say(f"{AUTOMATION_SENSOR_NAME}: {key.to_user_string()} is stale"
-                + (f" for {len(requested[key])} brand(s), {len(runs)} run(s)" if partitions_def is not None else ""))
+                        for first, last in partition_ranges(ordered, partitions)]
+            say(f"{AUTOMATION_SENSOR_NAME}: {names} {'is' if len(keys) == 1 else 'are'} stale"
+                + (f" for {len(partitions)} brand(s), {len(runs)} run(s)" if partitions_def is not None else ""))
             for partition_tags in runs:
                 run_id = make_new_run_id()
-                tick.start_run(run_id, [key])
-                outcome = job.execute_in_process(instance=instance, asset_selection=[key], run_id=run_id,
+                tick.start_run(run_id, keys)
+                outcome = job.execute_in_process(instance=instance, asset_selection=keys, run_id=run_id,
                                                  tags={**tick.run_tags, **partition_tags}, run_config=QUIET_LOGS,
                                                  raise_on_error=False)
-                outcomes.append((key, outcome))
+                outcomes.append((names, outcome))
                 if not outcome.success:
                     break
-    for key, outcome in outcomes:  # after the tick is recorded: a failed run is the run's failure, not the tick's
-        check_result(key.to_user_string(), outcome)
+    for names, outcome in outcomes:  # after the tick is recorded: a failed run is the run's failure, not the tick's
+        check_result(names, outcome)
     return len(outcomes)
 
 
@@ -352,7 +356,8 @@ def predict_and_report(defs: dg.Definitions, instance: dg.DagsterInstance, catal
     refresh(defs, instance)  # -> brand_predictions over the brands the production model has not seen, the report
     with warehouse.connect(settings.get("FIC_DUCKDB"), read_only=True) as con:
         by_label = predictions_by_label(con)
-        say(f"predictions: {by_label}; brand report: {Path(settings.get('FIC_REPORTS_DIR')) / 'index.html'}")
+        say(f"predictions: {by_label}; analytics snapshot (Parquet): {settings.get('FIC_ANALYTICS_DIR')}; "
+            f"brand report: {Path(settings.get('FIC_REPORTS_DIR')) / 'index.html'}")
         say(score_against_truth(con, catalogue, settings.get("FIC_SHOP_URL").rstrip("/")))
 
 

@@ -1,1 +1,1 @@
-"""The per-brand HTML report over the platform's DuckDB (`brand_report.py`, its Jinja template, its asset)."""
+"""The per-brand HTML report over the analytics snapshot (`brand_report.py`, its Jinja template, its asset)."""

@@ -4,24 +4,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from fic_assets.defs.analytics.snapshot import SnapshotNotFound, analytics_dir, open_snapshot
 from fic_assets.defs.reports.brand_report import top_brands_markdown, write_report
 from fic_assets.defs.shared import png_markdown
 from fic_assets.platform import settings
-from fic_assets.platform.warehouse import DuckDBResource
-
-
-# The report reads every brand: rebuild it when the pieces or predictions it shows changed, once they settled: no
-# dependency updated since the previous tick or in progress. A crawl makes predictions stale in the same tick, and
-# the predictions' run (partitioned) cannot share a run with the report, so the report waits a tick and then for
-# that run: one report after a refresh, not one per brand. Unlike eager() it does not wait for every brand to have
-# predictions: before the first model, or with a brand whose crawl failed, the report shows what there is.
-REPORT_CONDITION = (
-    dg.AutomationCondition.any_deps_updated().since_last_handled()
-    & ~dg.AutomationCondition.any_deps_match(
-        dg.AutomationCondition.newly_updated() | dg.AutomationCondition.in_progress()
-    ).with_label("any_deps_updated_last_tick_or_in_progress")
-    & ~dg.AutomationCondition.in_progress()
-).with_label("inputs updated and settled")
 
 
 def reports_dir() -> Path:
@@ -30,21 +16,28 @@ def reports_dir() -> Path:
 
 @dg.asset(
     group_name="predictions",
-    kinds={"html", "duckdb"},
-    deps=["brand_predictions", "pieces"],
-    automation_condition=REPORT_CONDITION,
+    kinds={"html", "parquet"},
+    deps=["analytics_snapshot"],
+    # Follows each new snapshot; requested in the same tick as the snapshot, so both run in one run.
+    automation_condition=dg.AutomationCondition.eager(),
     description=(
-        "Per brand: pieces, images, share worn, prices, colours and how often the shop's packshot flag agrees with "
-        "the model. A static HTML report with PNG plots under reports/ (open reports/index.html in a browser)."
+        "Per brand: pieces, images, worn share corrected for the model's error (with its interval), prices, colours "
+        "and how often the shop's packshot flag agrees with the model, with a caveat on the model's quality. A static "
+        "HTML report with PNG plots under reports/ (open reports/index.html), from the analytics snapshot."
     ),
 )
-def brand_report(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
-    with duckdb.connect(read_only=True) as con:
-        report = write_report(con, reports_dir())
-    context.log.info(f"brand report for {report.brands} brand(s): {report.index_html}")
+def brand_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    try:
+        snapshot = open_snapshot(analytics_dir())
+    except SnapshotNotFound as error:
+        raise dg.Failure(description=str(error)) from None
+    with snapshot:
+        report = write_report(snapshot, reports_dir())
+    context.log.info(f"brand report for {report.brands} brand(s) from snapshot {report.snapshot_version}: {report.index_html}")
     return dg.MaterializeResult(
         metadata={
             "brands": report.brands,
+            "snapshot": report.snapshot_version,
             "report": dg.MetadataValue.path(str(report.index_html)),
             "open_in_browser": dg.MetadataValue.url(report.index_html.resolve().as_uri()),
             "top_brands": dg.MetadataValue.md(top_brands_markdown(report.summary)),

@@ -1,8 +1,10 @@
-"""The static brand report: one HTML page with PNG plots, per brand, from the platform's DuckDB.
+"""The static brand report: one HTML page with PNG plots, per brand, from the analytics snapshot.
 
-Plain functions over a DuckDB connection (no Dagster): `brand_summary` computes the numbers, `write_report`
-writes index.html plus worn_share.png, prices.png and colours.png into a folder that can be moved or zipped
-(relative image links, inline CSS, no JavaScript, no external URLs). Every SQL statement is parameterized.
+Plain functions over an open snapshot (fic_assets.defs.analytics.snapshot.open_snapshot; no Dagster, never the live
+DuckDB file): the numbers are fic_assets.defs.analytics.summary's (brand_overview, overview_totals, colour_counts,
+model_caveat), the same functions the dashboard uses, so both show the same numbers. `write_report` writes
+index.html plus worn_share.png, prices.png and colours.png into a folder that can be moved or zipped (relative
+image links, inline CSS, no JavaScript, no external URLs).
 """
 
 from __future__ import annotations
@@ -15,140 +17,28 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from fic_assets.defs.analytics import summary as numbers
+from fic_assets.defs.analytics.colours import OTHER, SWATCHES
 from fic_assets.platform.plotting import pyplot
-from fic_assets.defs.model.classes import NEGATIVE, POSITIVE
-
-# fic_assets.defs.model.scoring.ERROR_LABEL; not imported from there because that module imports OpenVINO.
-ERROR_LABEL = "error"
 
 TEMPLATE = "brand_report.html.j2"
 INDEX_FILE = "index.html"
 PLOT_FILES = {"worn_share": "worn_share.png", "prices": "prices.png", "colours": "colours.png"}
-TOP_COLOURS = 5  # per brand, in the summary and the table
-PLOT_COLOURS = 8  # colours named in colours.png; the rest is "other"
-MISSING = "—"
-
-SUMMARY_COLUMNS = (
-    "slug", "name", "pieces", "images", "predicted", "errors", "worn_share",
-    "price_min", "price_p25", "price_median", "price_p75", "price_max", "currency", "top_colours",
-    "packshot_flags", "packshot_agreement", "model_versions",
-)
-_COUNT_COLUMNS = ("pieces", "images", "predicted", "errors", "packshot_flags")
-_PRICE_COLUMNS = ("price_min", "price_p25", "price_median", "price_p75", "price_max")
+PLOT_COLOURS = 10  # colour families named in colours.png; the rest is "other"
+MISSING = numbers.MISSING
 
 
 @dataclass(frozen=True)
 class ReportResult:
     index_html: Path
     plots: dict[str, Path]  # name (worn_share, prices, colours) -> PNG path
-    summary: pd.DataFrame
+    summary: pd.DataFrame   # summary.brand_overview of the snapshot
+    totals: dict            # summary.overview_totals
     brands: int
-
-
-# --- numbers -----------------------------------------------------------------------------------------
-
-_PIECE_STATS = """
-    SELECT brand_slug, count(*) AS pieces, min(price) AS price_min, quantile_cont(price, ?) AS price_p25,
-           quantile_cont(price, ?) AS price_median, quantile_cont(price, ?) AS price_p75, max(price) AS price_max
-    FROM pieces GROUP BY brand_slug"""
-
-# One row per image of a brand (images joined to pieces on item_id) with its prediction, if any.
-_IMAGE_STATS = """
-    SELECT p.brand_slug,
-           count(*) AS images,
-           count(*) FILTER (WHERE pr.label = ? OR pr.label = ?) AS predicted,
-           count(*) FILTER (WHERE pr.label = ?) AS worn,
-           count(*) FILTER (WHERE pr.label = ?) AS errors,
-           count(*) FILTER (WHERE i.is_packshot AND (pr.label = ? OR pr.label = ?)) AS packshot_flags,
-           count(*) FILTER (WHERE i.is_packshot AND pr.label = ?) AS packshot_not_worn
-    FROM images i
-    JOIN pieces p ON p.item_id = i.item_id
-    LEFT JOIN predictions pr ON pr.image_url = i.image_url
-    GROUP BY p.brand_slug"""
-
-_MODEL_VERSIONS = """
-    SELECT DISTINCT p.brand_slug, pr.model_version
-    FROM predictions pr
-    JOIN images i ON i.image_url = pr.image_url
-    JOIN pieces p ON p.item_id = i.item_id"""
-
-_CURRENCIES = """
-    SELECT brand_slug, currency, count(*) AS n FROM pieces WHERE currency IS NOT NULL GROUP BY brand_slug, currency"""
-
-# Blank colours count as missing, like NULL.
-_COLOURS = """
-    SELECT brand_slug, colour, count(*) AS n FROM pieces
-    WHERE colour IS NOT NULL AND length(trim(colour)) > 0
-    GROUP BY brand_slug, colour"""
-
-
-def _colour_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """brand_slug, colour, n; sorted by brand, count desc, colour (so ties read alphabetically)."""
-    frame = con.execute(_COLOURS).df()
-    return frame.sort_values(["brand_slug", "n", "colour"], ascending=[True, False, True], ignore_index=True)
-
-
-def _summary(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The summary and the full per-brand colour counts (the colours plot needs more than the top 5)."""
-    brands = con.execute("SELECT slug, name FROM brands").df()
-    pieces = con.execute(_PIECE_STATS, [0.25, 0.5, 0.75]).df()  # linear interpolation, like numpy
-    images = con.execute(
-        _IMAGE_STATS, [POSITIVE, NEGATIVE, POSITIVE, ERROR_LABEL, POSITIVE, NEGATIVE, NEGATIVE]
-    ).df()
-    versions = con.execute(_MODEL_VERSIONS).fetchall()
-    currencies = con.execute(_CURRENCIES).df()
-    colours = _colour_counts(con)
-
-    frame = brands.merge(pieces, how="left", left_on="slug", right_on="brand_slug").drop(columns="brand_slug")
-    frame = frame.merge(images, how="left", left_on="slug", right_on="brand_slug").drop(columns="brand_slug")
-    for column in (*_COUNT_COLUMNS, "worn", "packshot_not_worn"):
-        frame[column] = frame[column].fillna(0).astype("int64")
-
-    for column in _PRICE_COLUMNS:
-        frame[column] = frame[column].astype("float64")  # NaN when the brand has no priced piece
-
-    # Shares are NaN when there is nothing to share out: 0/0 is "unknown", not 0 %.
-    frame["worn_share"] = [worn / predicted if predicted else math.nan
-                           for worn, predicted in zip(frame["worn"], frame["predicted"])]
-    frame["packshot_agreement"] = [agree / flags if flags else math.nan
-                                   for agree, flags in zip(frame["packshot_not_worn"], frame["packshot_flags"])]
-
-    # Most common currency; a tie goes to the alphabetically first so reruns agree.
-    top_currency = (currencies.sort_values(["brand_slug", "n", "currency"], ascending=[True, False, True])
-                    .drop_duplicates("brand_slug").set_index("brand_slug")["currency"])
-    # object dtype: pandas 3 would turn None into NaN in a str column.
-    frame["currency"] = pd.Series([top_currency.get(slug) for slug in frame["slug"]], dtype="object")
-
-    top_colours: dict[str, list[tuple[str, int]]] = {}
-    for slug, colour, n in colours.itertuples(index=False):
-        listed = top_colours.setdefault(slug, [])
-        if len(listed) < TOP_COLOURS:
-            listed.append((colour, int(n)))
-    frame["top_colours"] = pd.Series([top_colours.get(slug, []) for slug in frame["slug"]], dtype="object")
-
-    by_brand: dict[str, list[str]] = {}
-    for slug, version in versions:
-        by_brand.setdefault(slug, []).append(version)
-    frame["model_versions"] = pd.Series([sorted(by_brand.get(slug, [])) for slug in frame["slug"]], dtype="object")
-
-    # Most pieces first; equal counts by name as people read it (case-insensitive), then slug for stability.
-    frame["_name_key"] = frame["name"].astype(str).str.casefold()
-    frame = frame.sort_values(["pieces", "_name_key", "slug"], ascending=[False, True, True], ignore_index=True)
-    return frame[list(SUMMARY_COLUMNS)], colours
-
-
-def brand_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """One row per brand in `brands` (most pieces first, then name); columns SUMMARY_COLUMNS.
-
-    A brand without pieces, images or predictions keeps its row with zero counts. Numbers that do not exist
-    (worn_share with nothing predicted, prices of a brand without prices, packshot_agreement without flagged
-    packshots) are NaN, so pd.isna() finds them; currency is None when no piece has one.
-    """
-    return _summary(con)[0]
+    snapshot_version: str
 
 
 # --- plots ---------------------------------------------------------------------------------------------
@@ -189,7 +79,7 @@ def _brand_axis(axes, names: list[str]) -> None:
 
 
 def plot_worn_share(shown: pd.DataFrame, path: Path, title: str) -> None:
-    """Horizontal bar per brand: the share of its predicted images the model calls worn."""
+    """Horizontal bar per brand: its worn share (corrected for the model's error) with the 95 % interval."""
     from matplotlib.ticker import PercentFormatter
 
     plt = pyplot()
@@ -201,14 +91,19 @@ def plot_worn_share(shown: pd.DataFrame, path: Path, title: str) -> None:
     else:
         shares = [0.0 if pd.isna(share) else float(share) for share in shown["worn_share"]]
         axes.barh(range(len(shown)), shares, color="#4c72b0", height=0.7)
-        for row, (share, predicted) in enumerate(zip(shown["worn_share"], shown["predicted"])):
-            note = "no predictions" if not predicted else f"{share:.0%} of {predicted}"
-            axes.text((0.0 if pd.isna(share) else share) + 0.01, row, note, va="center", fontsize=8)
+        for row, (share, low, high, predicted) in enumerate(
+                zip(shown["worn_share"], shown["worn_share_low"], shown["worn_share_high"], shown["predicted"])):
+            if not predicted:
+                axes.text(0.01, row, "no predictions", va="center", fontsize=8, color="#555555")
+                continue
+            axes.errorbar([share], [row], xerr=[[share - low], [high - share]], fmt="none", ecolor="#222222",
+                          elinewidth=1, capsize=3)
+            axes.text(max(high, share) + 0.015, row, f"{share:.0%} of {predicted:,}", va="center", fontsize=8)
         _brand_axis(axes, list(shown["name"]))
-        axes.set_xlim(0, 1.2)  # room for the notes right of a 100 % bar
+        axes.set_xlim(0, 1.25)  # room for the notes right of a 100 % bar
         axes.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
         axes.xaxis.set_major_formatter(PercentFormatter(1.0))
-        axes.set_xlabel("images predicted worn")
+        axes.set_xlabel("images showing the garment worn (corrected for the model's error; bars: 95 % interval)")
         axes.grid(axis="x", alpha=0.3)
     _save(figure, path)
 
@@ -241,18 +136,9 @@ def plot_prices(shown: pd.DataFrame, prices: dict[str, list[float]], path: Path,
     _save(figure, path)
 
 
-def _swatch(colour: str, index: int) -> str:
-    """The colour itself when its name is a CSS colour (black, navy, beige), else a palette colour."""
-    from matplotlib.colors import CSS4_COLORS
-
-    plt = pyplot()
-
-    css = CSS4_COLORS.get(colour.casefold().replace(" ", "").replace("-", ""))
-    return css or plt.get_cmap("tab20")(index % 20)
-
-
 def plot_colours(shown: pd.DataFrame, colours: pd.DataFrame, path: Path, title: str) -> None:
-    """Stacked horizontal bars: share of each brand's pieces (with a colour) per colour; top colours + other."""
+    """Stacked horizontal bars: share of each brand's pieces (with a colour) per colour family (summary.colour_counts);
+    the PLOT_COLOURS most common families of the plotted brands, the rest as other."""
     from matplotlib.ticker import PercentFormatter
     from matplotlib.transforms import blended_transform_factory
 
@@ -264,28 +150,28 @@ def plot_colours(shown: pd.DataFrame, colours: pd.DataFrame, path: Path, title: 
     if shown.empty:
         _no_data(axes, "no brands yet")
     else:
-        totals = counts.groupby("brand_slug")["n"].sum()
-        overall = counts.groupby("colour")["n"].sum()
-        named = sorted(overall.index, key=lambda colour: (-int(overall[colour]), colour))[:PLOT_COLOURS]
-        table = counts.pivot_table(index="brand_slug", columns="colour", values="n", aggfunc="sum", fill_value=0)
+        totals = counts.groupby("brand_slug")["pieces"].sum()
+        overall = counts[counts["colour_family"] != OTHER].groupby("colour_family")["pieces"].sum()
+        named = sorted(overall.index, key=lambda family: (-int(overall[family]), family))[:PLOT_COLOURS]
+        table = counts.pivot_table(index="brand_slug", columns="colour_family", values="pieces", aggfunc="sum", fill_value=0)
         slugs = list(shown["slug"])
         left = [0.0] * len(slugs)
 
-        def share(slug: str, colour: str | None) -> float:
+        def share(slug: str, family: str | None) -> float:
             total = int(totals.get(slug, 0))
             if not total:
                 return 0.0
-            if colour is None:  # other
-                return 1.0 - sum(int(table.at[slug, c]) for c in named if c in table.columns) / total
-            return int(table.at[slug, colour]) / total if slug in table.index and colour in table.columns else 0.0
+            if family is None:  # other: unknown words and the families not named
+                return 1.0 - sum(int(table.at[slug, f]) for f in named if f in table.columns) / total
+            return int(table.at[slug, family]) / total if slug in table.index and family in table.columns else 0.0
 
-        for index, colour in enumerate([*named, None]):
-            widths = [share(slug, colour) for slug in slugs]
-            if colour is None and not any(width > 1e-9 for width in widths):
+        for family in [*named, None]:
+            widths = [share(slug, family) for slug in slugs]
+            if family is None and not any(width > 1e-9 for width in widths):
                 break  # no "other" segment anywhere: keep it out of the legend
             axes.barh(range(len(slugs)), widths, left=left, height=0.7, edgecolor="#555555", linewidth=0.4,
-                      color="#dddddd" if colour is None else _swatch(colour, index),
-                      hatch="//" if colour is None else None, label="other" if colour is None else _label(colour))
+                      color=SWATCHES[OTHER] if family is None else SWATCHES.get(family, SWATCHES[OTHER]),
+                      hatch="//" if family is None else None, label=OTHER if family is None else family)
             left = [start + width for start, width in zip(left, widths)]
         transform = blended_transform_factory(axes.transAxes, axes.transData)
         for row, slug in enumerate(slugs):
@@ -320,14 +206,9 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _prices(con: duckdb.DuckDBPyConnection, slugs: list[str]) -> dict[str, list[float]]:
-    rows = con.execute(
-        "SELECT brand_slug, price FROM pieces WHERE price IS NOT NULL AND list_contains(?, brand_slug)", [slugs]
-    ).fetchall()
-    prices: dict[str, list[float]] = {}
-    for slug, price in rows:
-        prices.setdefault(slug, []).append(float(price))
-    return prices
+def _prices(snapshot, slugs: list[str]) -> dict[str, list[float]]:
+    frame = snapshot.sql("SELECT brand_slug, price FROM pieces WHERE price IS NOT NULL AND list_contains(?, brand_slug)", [slugs])
+    return {slug: group.astype(float).tolist() for slug, group in frame.groupby("brand_slug")["price"]}
 
 
 # --- HTML --------------------------------------------------------------------------------------------------
@@ -337,35 +218,30 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def format_share(value) -> str:
-    return MISSING if _missing(value) else f"{value * 100:.1f} %"
-
-
-def format_price(value, currency: str | None) -> str:
-    if _missing(value):
-        return MISSING
-    return f"{value:,.2f} {currency}" if currency else f"{value:,.2f}"
-
-
-def format_colours(colours: list[tuple[str, int]]) -> str:
-    return ", ".join(f"{colour} {count}" for colour, count in colours) if colours else MISSING
+def _count(value) -> str:
+    return f"{int(value):,}"
 
 
 def _row(record: dict) -> dict:
+    """One table row's cells, formatted (the totals row goes through here too)."""
     currency = None if _missing(record["currency"]) else record["currency"]
+    predicted = int(record["predicted"])
     return {
         "slug": record["slug"],
         "name": record["name"],
-        "pieces": f"{record['pieces']:,}",
-        "images": f"{record['images']:,}",
-        "predicted": f"{record['predicted']:,}",
-        "errors": f"{record['errors']:,}",
-        "worn_share": format_share(record["worn_share"]),
-        "prices": [format_price(record[column], currency) for column in _PRICE_COLUMNS],
-        "top_colours": format_colours(record["top_colours"]),
-        "packshot_flags": f"{record['packshot_flags']:,}",
-        "packshot_agreement": format_share(record["packshot_agreement"]),
-        "model_versions": ", ".join(record["model_versions"]) or MISSING,
+        "pieces": _count(record["pieces"]),
+        "images": _count(record["images"]),
+        "predicted": _count(predicted),
+        "errors": _count(record["errors"]),
+        "worn_share": numbers.format_share(record["worn_share"]) if predicted else "no predictions",
+        "worn_interval": numbers.format_interval(record["worn_share_low"], record["worn_share_high"]),
+        "worn_raw": numbers.format_share(record["worn_share_raw"]),
+        "price_median": numbers.format_price(record["price_median"], currency),
+        "price_range": (MISSING if _missing(record["price_p25"]) else
+                        f"{numbers.format_price(record['price_p25'], None)}–{numbers.format_price(record['price_p75'], None)}"),
+        "top_colours": record["top_colours"] or MISSING,
+        "packshot_flags": _count(record["packshot_flags"]),
+        "packshot_agreement": numbers.format_share(record["packshot_agreement"]),
     }
 
 
@@ -375,25 +251,26 @@ def _environment() -> Environment:
                        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default=True))
 
 
-def render_html(summary: pd.DataFrame, plots: list[dict], generated_at: datetime, shown: int) -> str:
-    model_versions = sorted({version for versions in summary["model_versions"] for version in versions})
-    records = summary.to_dict("records")
+def render_html(summary: pd.DataFrame, totals: dict, plots: list[dict], generated_at: datetime, snapshot) -> str:
+    model_versions = sorted({v for text in summary["model_versions"] for v in str(text).split(", ") if v})
     return _environment().get_template(TEMPLATE).render(
         title="Brand report",
         generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip(),
         generated_iso=generated_at.isoformat(timespec="seconds"),
+        snapshot_version=snapshot.version,
         model_versions=model_versions,
+        caveat=numbers.model_caveat(snapshot.model),
         plots=plots,
-        rows=[_row(record) for record in records],
-        brands=len(records),
-        shown=shown,
-        totals={column: f"{int(summary[column].sum()):,}" for column in ("pieces", "images", "predicted", "errors")},
+        rows=[_row(record) for record in summary.to_dict("records")],
+        brands=len(summary),
+        totals=_row(totals),
     )
 
 
-def write_report(con: duckdb.DuckDBPyConnection, out_dir: str | Path, generated_at: datetime | None = None,
+def write_report(snapshot, out_dir: str | Path, generated_at: datetime | None = None,
                  max_plot_brands: int = 40) -> ReportResult:
-    """Write out_dir/index.html and its PNG plots; the plots show the max_plot_brands brands with most pieces.
+    """Write out_dir/index.html and its PNG plots from an open snapshot; the plots show the max_plot_brands brands
+    with most pieces, the table all of them.
 
     PNGs are written before index.html, each atomically, so a browser never sees a page pointing at a plot
     that is not there yet or a half-written file.
@@ -404,7 +281,8 @@ def write_report(con: duckdb.DuckDBPyConnection, out_dir: str | Path, generated_
     out_dir.mkdir(parents=True, exist_ok=True)
     generated_at = generated_at or datetime.now(timezone.utc)
 
-    summary, colours = _summary(con)
+    summary = numbers.brand_overview(snapshot)
+    totals = numbers.overview_totals(snapshot, summary)
     shown = summary.head(max_plot_brands)
     brands = len(summary)
     if brands > len(shown):
@@ -414,31 +292,34 @@ def write_report(con: duckdb.DuckDBPyConnection, out_dir: str | Path, generated_
 
     paths = {name: out_dir / file for name, file in PLOT_FILES.items()}
     plot_worn_share(shown, paths["worn_share"], "Worn share per brand")
-    plot_prices(shown, _prices(con, list(shown["slug"])), paths["prices"], "Prices per brand")
-    plot_colours(shown, colours, paths["colours"], "Colours per brand")
+    plot_prices(shown, _prices(snapshot, list(shown["slug"])), paths["prices"], "Prices per brand")
+    plot_colours(shown, numbers.colour_counts(snapshot, list(shown["slug"])), paths["colours"], "Colours per brand")
 
     plots = [
         {"src": PLOT_FILES["worn_share"], "title": "Worn share",
-         "caption": "Share of each brand's predicted images that the model calls worn "
-                    "(images whose prediction failed are left out). " + scope},
+         "caption": "Share of each brand's images that show the garment worn, from the model's predictions corrected "
+                    "for its measured error, with the 95 % interval (images whose prediction failed are left out). "
+                    + scope},
         {"src": PLOT_FILES["prices"], "title": "Prices",
          "caption": "Current prices of each brand's pieces (box: middle half, line: median, whiskers: "
                     "1.5 × the box, dots: outliers). " + scope},
         {"src": PLOT_FILES["colours"], "title": "Colours",
-         "caption": f"Share of each brand's pieces per colour: the {PLOT_COLOURS} most common colours of "
-                    "the plotted brands, the rest as other; pieces without a colour are left out. " + scope},
+         "caption": f"Share of each brand's pieces per colour, the shop's colour words mapped to one English "
+                    f"vocabulary (schwarz, black → black; dunkelblau → navy): the {PLOT_COLOURS} most common colours of "
+                    "the plotted brands, the rest and words not understood as other; pieces without a colour are left "
+                    "out. " + scope},
     ]
     index = out_dir / INDEX_FILE
-    write_atomic(index, render_html(summary, plots, generated_at, len(shown)).encode("utf-8"))
-    return ReportResult(index_html=index, plots=paths, summary=summary, brands=brands)
+    write_atomic(index, render_html(summary, totals, plots, generated_at, snapshot).encode("utf-8"))
+    return ReportResult(index_html=index, plots=paths, summary=summary, totals=totals, brands=brands,
+                        snapshot_version=snapshot.version)
 
 
 def top_brands_markdown(summary: pd.DataFrame, limit: int = 20) -> str:
     """The first `limit` brands of the summary as a markdown table (the asset's metadata panel)."""
     rows = "\n".join(
         f"| {str(row.name).replace('|', '/')} | {row.pieces} | {row.images} | "
-        f"{'—' if row.predicted == 0 else f'{row.worn_share:.0%}'} |"
+        f"{'—' if row.predicted == 0 else f'{row.worn_share:.0%} ({row.worn_share_low:.0%}–{row.worn_share_high:.0%})'} |"
         for row in summary.head(limit).itertuples()
     )
-    return "| brand | pieces | images | worn share |\n|---|---:|---:|---:|\n" + rows
-
+    return "| brand | pieces | images | worn share (95 % interval) |\n|---|---:|---:|---:|\n" + rows
