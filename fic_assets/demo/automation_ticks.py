@@ -79,6 +79,22 @@ def sensor_origin(sensor_name: str):
     return RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME).get_instigator_origin(sensor_name)
 
 
+def evaluate_tick(instance: dg.DagsterInstance, asset_graph, sensor: dg.AutomationConditionSensorDefinition, cursor,
+                  evaluation_id: int, run_tags: dict[str, str]):
+    """Evaluate sensor's automation conditions from cursor (an AssetDaemonCursor) as the daemon's tick does, with its
+    evaluator: returns (run requests, the new cursor, the evaluations that changed). benchmarks/scale.py times this
+    call: it is the daemon's cost of one automation_sensor tick."""
+    from dagster._core.definitions.automation_tick_evaluation_context import AutomationTickEvaluationContext
+
+    return AutomationTickEvaluationContext(
+        evaluation_id=evaluation_id, instance=instance, asset_graph=asset_graph, cursor=cursor,
+        materialize_run_tags=run_tags, observe_run_tags={}, auto_observe_asset_keys=set(),
+        asset_selection=sensor.asset_selection, asset_job_keys=sensor.asset_job_keys,
+        emit_backfills=sensor.emit_backfills, default_condition=sensor.default_condition,
+        logger=logging.getLogger("fic.demo.automation"),
+    ).evaluate()
+
+
 @contextmanager
 def record_tick(defs: dg.Definitions, instance: dg.DagsterInstance,
                 sensor: dg.AutomationConditionSensorDefinition) -> Iterator[RecordedTick]:
@@ -89,7 +105,6 @@ def record_tick(defs: dg.Definitions, instance: dg.DagsterInstance,
     id, the evaluations that changed, the new cursor, then the runs; the tick ends SUCCESS (runs started), SKIPPED
     (none) or FAILURE (an error here or in the caller, re-raised). The tick stores no run requests, so a daemon
     retrying a failed demo tick never launches the demo's runs again."""
-    from dagster._core.definitions.automation_tick_evaluation_context import AutomationTickEvaluationContext
     from dagster._core.definitions.run_request import InstigatorType
     from dagster._core.scheduler.instigation import (
         InstigatorState,
@@ -121,13 +136,8 @@ def record_tick(defs: dg.Definitions, instance: dg.DagsterInstance,
         # The daemon's tags of an automation run: the UI's "Launched by" and the run's link to the tick and evaluation.
         materialize_run_tags = {**instance.auto_materialize_run_tags, **DagsterRun.tags_for_tick_id(str(tick.tick_id)),
                                 "dagster/sensor_name": sensor.name, **sensor.run_tags}
-        run_requests, new_cursor, evaluations = AutomationTickEvaluationContext(
-            evaluation_id=evaluation_id, instance=instance, asset_graph=asset_graph, cursor=cursor,
-            materialize_run_tags=materialize_run_tags,
-            observe_run_tags={}, auto_observe_asset_keys=set(), asset_selection=sensor.asset_selection,
-            asset_job_keys=sensor.asset_job_keys, emit_backfills=sensor.emit_backfills,
-            default_condition=sensor.default_condition, logger=logging.getLogger("fic.demo.automation"),
-        ).evaluate()
+        run_requests, new_cursor, evaluations = evaluate_tick(instance, asset_graph, sensor, cursor, evaluation_id,
+                                                              materialize_run_tags)
         with_run_ids = {evaluation.key: evaluation.with_run_ids(set()) for evaluation in evaluations}
         add_evaluations(instance, evaluation_id, list(with_run_ids.values()))
         sensor_data = SensorInstigatorData(
