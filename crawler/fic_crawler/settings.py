@@ -50,6 +50,14 @@ HTTPCACHE_IGNORE_HTTP_CODES = [500, 502, 503, 504, 429]
 FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = "INFO"
 
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
+    "fic_crawler.middlewares.HeadMetaRefreshMiddleware": 580,
+}
+# Items (and requests) a response's callback output runs through at once. Scrapy starts this many cooperative tasks
+# for every response (default 100): for our callbacks (one item, or a listing's requests) and synchronous pipelines
+# that is ~60 % of the crawl's Twisted overhead for nothing.
+CONCURRENT_ITEMS = 4
 ITEM_PIPELINES = {
     "fic_crawler.pipelines.ValidationPipeline": 100,
     "fic_crawler.pipelines.DedupePipeline": 200,
