@@ -120,7 +120,12 @@ def item_id_for(sku: str | None, url: str) -> str:
 
 
 def _query_pairs(query: str) -> list[tuple[str, str]]:
-    return parse_qsl(query, keep_blank_values=True) if query else []
+    """parse_qsl(query, keep_blank_values=True); a query with nothing to unquote (`imwidth=1800`) split directly."""
+    if not query:
+        return []
+    if "%" in query or "+" in query:
+        return parse_qsl(query, keep_blank_values=True)
+    return [(key, value) for key, _, value in (pair.partition("=") for pair in query.split("&") if pair)]
 
 
 def image_key(url: str, parts: SplitResult | None = None, query: list[tuple[str, str]] | None = None) -> str:
@@ -466,12 +471,19 @@ def pick_product(
     """
     products: list[dict] = []
     seen: set[str] = set()
+    skus: dict[int, tuple[dict, set[str]]] = {}  # id(node) -> (node, its SKUs): read once; the node kept, so its id is not reused
+
+    def node_skus(node: dict) -> set[str]:
+        if id(node) not in skus:
+            skus[id(node)] = (node, _node_skus(node))
+        return skus[id(node)][1]
+
     for node in nodes:
         if not is_product_node(node):
             continue
         # The same product twice (tag managers repeat blocks) is one product; not json.dumps: a node nested
         # hundreds deep would recurse again.
-        key = repr((sorted(_node_skus(node)), json_text(node.get("name")), sorted(_node_urls(node, ""))))
+        key = repr((sorted(node_skus(node)), json_text(node.get("name")), sorted(_node_urls(node, ""))))
         if key not in seen:
             seen.add(key)
             products.append(node)
@@ -491,7 +503,7 @@ def pick_product(
         return folded[0]
 
     def by_sku(node: dict) -> bool:
-        return bool(url_sku) and any(sku == url_sku or sku.startswith(url_sku) for sku in _node_skus(node))
+        return bool(url_sku) and any(sku == url_sku or sku.startswith(url_sku) for sku in node_skus(node))
 
     def by_url(node: dict) -> bool:
         page_url = urls()[0] if urls() else ""
@@ -504,13 +516,13 @@ def pick_product(
     if len(products) == 1:
         node = products[0]
         contradicts = (
-            bool(url_sku and _node_skus(node)) and not by_sku(node)
+            bool(url_sku and node_skus(node)) and not by_sku(node)
             and not by_url(node) and bool(json_text(node.get("name"))) and bool(headings()) and not by_heading(node)
         )
         if not contradicts:
             return node
         raise NoProductError(
-            f"the only schema.org Product in JSON-LD ({json_text(node.get('name'))!r}, SKU {sorted(_node_skus(node))}) "
+            f"the only schema.org Product in JSON-LD ({json_text(node.get('name'))!r}, SKU {sorted(node_skus(node))}) "
             f"is not this page's: SKU {url_sku}, <h1> {sorted(headings())}",
             kind="product_mismatch",
         )
@@ -1071,9 +1083,37 @@ def _header_text_agrees(fragment: str, url: str, language: str, name: str | None
         return False  # an empty h1 (the DOM check takes the next one), or a name the DOM check reads otherwise
     if name is not None and fold(name) != fold(shown_name.strip(" -\u2013|:")):
         return False
-    parts = TAG_SPLIT.split(fragment[h1_close:])  # text, tag, text, tag, ..., text
-    texts = []
-    in_article = 0  # other products' cards: their texts are no candidates of the DOM check either
+    rest = fragment[h1_close:]
+    parts = TAG_SPLIT.split(rest)  # text, tag, text, tag, ..., text
+    # (index in parts, text) of every text the DOM check could read: not empty, not in another product's card.
+    if "<article" in lowered:
+        indexed = _texts_outside_articles(parts)
+        if indexed is None:
+            return False
+    else:
+        indexed = [(index, text) for index, text in ((i, parts[i].strip()) for i in range(0, len(parts), 2)) if text]
+    texts = [html_lib.unescape(text).strip() if "&" in text else text for _, text in indexed]
+    if price is not None:
+        for (index, _), text in zip(indexed, texts):
+            if PRICE_TEXT.search(text) and not _whole_struck_element(parts, index):
+                shown = parse_price_text(text, language)
+                if shown is not None and abs(shown[0] - price) >= 0.005:
+                    return False
+    if colour is not None and (":" in rest or "&" in rest):
+        for index, text in enumerate(texts):
+            label, colon, after = text.partition(":")
+            if colon and label.strip().casefold() in COLOUR_LABELS:
+                value = clean_text(after) or (clean_text(texts[index + 1]) if index + 1 < len(texts) else None)
+                if value is None or fold(value) != fold(colour):
+                    return False
+    return True
+
+
+def _texts_outside_articles(parts: list[str]) -> list[tuple[int, str]] | None:
+    """(index, stripped text) of the non-empty texts of a tag split outside <article> elements; None when the
+    articles do not nest as a tag split can follow (a close without an open)."""
+    found = []
+    in_article = 0
     for index in range(0, len(parts), 2):
         if index:
             tag = parts[index - 1][:9].lower()
@@ -1082,23 +1122,11 @@ def _header_text_agrees(fragment: str, url: str, language: str, name: str | None
             elif tag.startswith("</article"):
                 in_article -= 1
                 if in_article < 0:
-                    return False
+                    return None
         text = parts[index].strip()
-        if not text or in_article:
-            continue
-        text = html_lib.unescape(text).strip() if "&" in text else text
-        if price is not None and PRICE_TEXT.search(text) and not _whole_struck_element(parts, index):
-            shown = parse_price_text(text, language)
-            if shown is not None and abs(shown[0] - price) >= 0.005:
-                return False
-        texts.append(text)
-    for index, text in enumerate(texts):
-        label, colon, rest = text.partition(":")
-        if colour is not None and colon and label.strip().casefold() in COLOUR_LABELS:
-            value = clean_text(rest) or (clean_text(texts[index + 1]) if index + 1 < len(texts) else None)
-            if value is None or fold(value) != fold(colour):
-                return False
-    return True
+        if text and not in_article:
+            found.append((index, text))
+    return found
 
 
 def _whole_struck_element(parts: list[str], index: int) -> bool:
