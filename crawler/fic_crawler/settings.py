@@ -54,9 +54,9 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
     "fic_crawler.middlewares.HeadMetaRefreshMiddleware": 580,
 }
-# Items (and requests) a response's callback output runs through at once. Scrapy starts this many cooperative tasks
-# for every response (default 100): for our callbacks (one item, or a listing's requests) and synchronous pipelines
-# that is ~60 % of the crawl's Twisted overhead for nothing.
+# Items (and requests) of one response's callback output processed at once. Scrapy starts this many cooperative
+# tasks for every response (default 100: in a profile of the 580-page demo crawl, 58,000 coiterate calls and most of
+# its 140,000 Deferred callbacks); our callbacks yield one item or a listing's requests, our pipelines are synchronous.
 CONCURRENT_ITEMS = 4
 ITEM_PIPELINES = {
     "fic_crawler.pipelines.ValidationPipeline": 100,
