@@ -604,3 +604,77 @@ def test_ld_json_quoted_inside_other_scripts_or_commented_out_is_not_read():
     commented = f"<!-- {ld(own_product(name='Commented'))} -->"
     product, notes = parsed(product_page(json_ld=quoted + hydration + commented))
     assert (product["name"], product["parsed_by"]) == ("501 ORIGINAL - Jeans Straight Leg", "html") and "markup_only" in notes
+
+
+# --- the header cross-check's cheap text reading against its DOM reading ----------------------------------
+
+HEADER_CASES = {
+    "plain": product_page(),
+    "brand link in the h1": product_page(brand_in_h1=True),
+    "sale: struck old price": product_page(price_html="<s>59,95 €</s> <span>39,95 €</span>"),
+    "sale: line-through old price": product_page(price_html='<span style="text-decoration: line-through">59,95 €</span> <span>39,95 €</span>'),
+    "two unmarked prices": product_page(price_html="<span>59,95 €</span> <span>39,95 €</span>"),
+    "entities and a > in an attribute": product_page(name="Jeans & Co", price_html='<span title="a>b">39,95&nbsp;€</span>'),
+    "no colour": product_page(colour=None),
+    "en-GB price": product_page(lang="en-GB", price_html="<span>£39.95</span>"),
+}
+
+
+def header_dom_disagreements(fragment: str, url: str, language: str, values: tuple) -> set[str]:
+    """What the DOM check (`Markup` of the fragment, as before the text check existed) finds different."""
+    from lxml import etree
+
+    from fic_crawler.parsing import FRAGMENT_PARSER, Markup, fold
+
+    header = Markup(etree.fromstring(f'<html lang="{language}"><body>{fragment}</body></html>'.encode(), FRAGMENT_PARSER), url)
+    shown_price, _, shown_colour = header.details
+    found = set()
+    for field, stated, shown in zip(("name", "price", "colour"), values, (header.name, shown_price, shown_colour)):
+        if stated is not None and shown is not None and (
+                abs(stated - shown) >= 0.005 if field == "price" else fold(str(stated)) != fold(str(shown))):
+            found.add(field)
+    return found
+
+
+@pytest.mark.parametrize("case", sorted(HEADER_CASES))
+@pytest.mark.parametrize("stated", [
+    ("501 ORIGINAL - Jeans Straight Leg", 39.95, "blau"),
+    ("Jeans Slim", 39.95, "blau"),  # bad input: another product's name in the JSON-LD
+    ("501 ORIGINAL - Jeans Straight Leg", 29.95, "blau"),  # bad input: a stale JSON-LD price
+    ("501 ORIGINAL - Jeans Straight Leg", 39.95, "schwarz"),  # bad input: another colour
+    ("501 ORIGINAL - Jeans Straight Leg", 59.95, None),  # bad input: the old price as the JSON-LD price
+])
+def test_header_text_check_says_agree_only_where_the_dom_check_finds_no_disagreement(case, stated):
+    """The cheap text reading of the header may send a page to the DOM check for nothing, never let a
+    disagreement the DOM check would log pass; and on the shop's common shapes it decides alone."""
+    from fic_crawler.parsing import Page, _header_text_agrees
+
+    html = HEADER_CASES[case]
+    if case == "entities and a > in an attribute":
+        stated = ("Jeans & Co",) + stated[1:] if stated[0].startswith("501") else stated
+    url = "https://www.zalando.de/levis-501-original-jeans-straight-leg-le221a000-k11.html"
+    page = Page(html, url)
+    fragment = page.header_fragment
+    agrees = _header_text_agrees(fragment, url, page.language, *stated)
+    disagreements = header_dom_disagreements(fragment, url, page.language, stated)
+    if agrees:
+        assert not disagreements
+    expected_alone = case != "two unmarked prices" and stated[1] != 59.95
+    if not disagreements and expected_alone:
+        assert agrees, "a common header shape went to the DOM check"
+
+
+@pytest.mark.parametrize("name", ["zalando_de_product.html", "zalando_co_uk_product.html", "zalando_de_brand_in_h1.html"])
+def test_saved_real_shape_pages_cross_check_by_text_as_by_dom(name):
+    """The saved real-shape pages: the text check agrees where the DOM check does, and the item is the same."""
+    from fic_crawler.parsing import Page, _header_text_agrees
+
+    html = saved(name)
+    url = canonical_url(html) or f"https://www.zalando.de/{name}"
+    notes: list[str] = []
+    product = parse_product(html, url, notes)
+    page = Page(html, url)
+    stated = (product["name"], product["price"], product["colour"])
+    assert header_dom_disagreements(page.header_fragment, url, page.language, stated) == set()
+    assert _header_text_agrees(page.header_fragment, url, page.language, *stated)
+    assert not [note for note in notes if note.startswith("json_ld_disagrees")]

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 from lxml import etree
 from parsel import Selector
@@ -92,6 +92,16 @@ def fold(value: str) -> str:
     return " ".join(value.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'").casefold().split())
 
 
+# An absolute http(s) URL that urljoin returns unchanged: no params, empty query or fragment marker, whitespace or
+# control character for it to normalise away. Most URLs in JSON-LD are such; joining each costs ~10 us.
+PLAIN_ABSOLUTE_URL = re.compile(r"https?://[^\x00-\x20\x7f/?#;]+(?:/[^\x00-\x20\x7f?#;]*)?(?:\?[^\x00-\x20\x7f#]+)?")
+
+
+def absolute_url(base: str, href: str) -> str:
+    """urljoin(base, href), without parsing both when `href` is a plain absolute URL already."""
+    return href if PLAIN_ABSOLUTE_URL.fullmatch(href) else urljoin(base, href)
+
+
 def url_without_query(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
@@ -109,33 +119,45 @@ def item_id_for(sku: str | None, url: str) -> str:
     return hashlib.sha1(url_without_query(url).encode("utf-8")).hexdigest()[:16]
 
 
-def image_key(url: str) -> str:
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    """parse_qsl(query, keep_blank_values=True); a query with nothing to unquote (`imwidth=1800`) split directly."""
+    if not query:
+        return []
+    if "%" in query or "+" in query:
+        return parse_qsl(query, keep_blank_values=True)
+    return [(key, value) for key, _, value in (pair.partition("=") for pair in query.split("&") if pair)]
+
+
+def image_key(url: str, parts: SplitResult | None = None, query: list[tuple[str, str]] | None = None) -> str:
     """The same image at another `imwidth` (gallery thumbnails) is the same image."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "imwidth"]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+    parts = parts or urlsplit(url)
+    query = _query_pairs(parts.query) if query is None else query
+    rest = urlencode([(k, v) for k, v in query if k != "imwidth"]) if query else ""
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
 
 
-def image_width(url: str) -> int:
-    for key, value in parse_qsl(urlsplit(url).query):
+def image_width(url: str, query: list[tuple[str, str]] | None = None) -> int:
+    for key, value in _query_pairs(urlsplit(url).query) if query is None else query:
         if key == "imwidth" and value.isdigit():
             return int(value)
     return 0
 
 
-def is_packshot(url: str) -> bool:
-    return ("filter", "packshot") in parse_qsl(urlsplit(url).query)
+def is_packshot(url: str, query: list[tuple[str, str]] | None = None) -> bool:
+    return ("filter", "packshot") in (_query_pairs(urlsplit(url).query) if query is None else query)
 
 
 def image_records(urls: Iterable[str]) -> list[dict]:
     """Dedupe by URL ignoring `imwidth` keeping first-seen order, each at its widest variant."""
-    best: dict[str, str] = {}
-    widths: dict[str, int] = {}
+    best: dict[str, tuple[str, int, bool]] = {}
     for url in urls:
-        key, width = image_key(url), image_width(url)
-        if key not in best or width > widths[key]:
-            best[key], widths[key] = url, width
-    return [{"url": url, "position": position, "is_packshot": is_packshot(url)} for position, url in enumerate(best.values())]
+        parts = urlsplit(url)  # once per URL: a product page carries dozens
+        query = _query_pairs(parts.query)
+        key, width = image_key(url, parts, query), image_width(url, query)
+        if key not in best or width > best[key][1]:
+            best[key] = (url, width, is_packshot(url, query))
+    return [{"url": url, "position": position, "is_packshot": packshot}
+            for position, (url, _, packshot) in enumerate(best.values())]
 
 
 def page_selector(html: str) -> Selector:
@@ -172,6 +194,9 @@ class _Needles:
 NEEDLES = {str: _Needles(str), bytes: _Needles(bytes)}
 ATTRIBUTE = re.compile(r"""([^\s"'<>/=]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")
 LINK_OR_META = re.compile(r"<(?:link|meta)\b[^>]*>", re.IGNORECASE)
+# A tag, its attribute values quoted or not (a quoted value may hold ">"); what lies between two tags is text.
+TAG = re.compile(r"""<[^<>"']*(?:(?:"[^"]*"|'[^']*')[^<>"']*)*>""")
+TAG_SPLIT = re.compile(f"({TAG.pattern})")
 HTML_LANG = re.compile(r"""<html\b[^>]*?\slang\s*=\s*["']?([A-Za-z0-9-]+)""", re.IGNORECASE)
 
 
@@ -321,16 +346,23 @@ class Page:
         return Markup(self.selector, self.url)
 
     @cached_property
+    def header_fragment(self) -> str | None:
+        return header_fragment(self.content, self.encoding)
+
+    @cached_property
+    def language(self) -> str:
+        top = self.content[:4096]
+        return html_language(top.decode(self.encoding, errors="replace") if isinstance(top, bytes) else top)
+
+    @cached_property
     def header(self) -> Markup | None:
         """The visible header for the cross-check: the page's markup when built anyway, else its header fragment's."""
         if self.dom_built:
             return self.markup
-        fragment = header_fragment(self.content, self.encoding)
+        fragment = self.header_fragment
         if fragment is None:
             return None
-        top = self.content[:4096]
-        language = html_language(top.decode(self.encoding, errors="replace") if isinstance(top, bytes) else top)
-        document = f'<html lang="{language}"><body>{fragment}</body></html>'.encode("utf-8")
+        document = f'<html lang="{self.language}"><body>{fragment}</body></html>'.encode("utf-8")
         # One parser for every fragment (parsel makes a new one per page, a good part of a 1.5 KB parse).
         return Markup(etree.fromstring(document, FRAGMENT_PARSER), self.url)
 
@@ -340,6 +372,11 @@ class Page:
 
 
 # --- structured data (JSON-LD) --------------------------------------------------------------------------
+
+
+# strict=False: real pages put raw newlines into description strings. One decoder for all pages: json.loads with
+# an argument builds a new one per call, a tenth of the JSON-LD path's time.
+JSON_LD_DECODER = json.JSONDecoder(strict=False)
 
 
 def _strip_script_wrappers(text: str) -> str:
@@ -363,8 +400,7 @@ def json_ld_nodes(html: str | bytes, notes: list[str], encoding: str = "utf-8") 
         if not text:
             continue
         try:
-            # strict=False: real pages put raw newlines into description strings.
-            data = json.loads(text, strict=False)
+            data = JSON_LD_DECODER.decode(text)
         except ValueError as error:
             data = _html_escaped_json(text)
             if data is None:
@@ -383,7 +419,7 @@ def _html_escaped_json(text: str) -> Any:
     if "&quot;" not in text and "&#34;" not in text and "&#x22;" not in text.lower():
         return None
     try:
-        return json.loads(html_lib.unescape(text), strict=False)
+        return JSON_LD_DECODER.decode(html_lib.unescape(text))
     except (ValueError, RecursionError):
         return None
 
@@ -416,7 +452,7 @@ def _node_urls(node: dict, page_url: str) -> set[str]:
     for key in ("url", "@id"):
         value = node.get(key)
         if isinstance(value, str) and value.strip():
-            urls.add(url_without_query(urljoin(page_url, value.strip())))
+            urls.add(url_without_query(absolute_url(page_url, value.strip())))
     return urls
 
 
@@ -435,12 +471,19 @@ def pick_product(
     """
     products: list[dict] = []
     seen: set[str] = set()
+    skus: dict[int, tuple[dict, set[str]]] = {}  # id(node) -> (node, its SKUs): read once; the node kept, so its id is not reused
+
+    def node_skus(node: dict) -> set[str]:
+        if id(node) not in skus:
+            skus[id(node)] = (node, _node_skus(node))
+        return skus[id(node)][1]
+
     for node in nodes:
         if not is_product_node(node):
             continue
         # The same product twice (tag managers repeat blocks) is one product; not json.dumps: a node nested
         # hundreds deep would recurse again.
-        key = repr((sorted(_node_skus(node)), json_text(node.get("name")), sorted(_node_urls(node, ""))))
+        key = repr((sorted(node_skus(node)), json_text(node.get("name")), sorted(_node_urls(node, ""))))
         if key not in seen:
             seen.add(key)
             products.append(node)
@@ -460,7 +503,7 @@ def pick_product(
         return folded[0]
 
     def by_sku(node: dict) -> bool:
-        return bool(url_sku) and any(sku == url_sku or sku.startswith(url_sku) for sku in _node_skus(node))
+        return bool(url_sku) and any(sku == url_sku or sku.startswith(url_sku) for sku in node_skus(node))
 
     def by_url(node: dict) -> bool:
         page_url = urls()[0] if urls() else ""
@@ -473,13 +516,13 @@ def pick_product(
     if len(products) == 1:
         node = products[0]
         contradicts = (
-            bool(url_sku and _node_skus(node)) and not by_sku(node)
+            bool(url_sku and node_skus(node)) and not by_sku(node)
             and not by_url(node) and bool(json_text(node.get("name"))) and bool(headings()) and not by_heading(node)
         )
         if not contradicts:
             return node
         raise NoProductError(
-            f"the only schema.org Product in JSON-LD ({json_text(node.get('name'))!r}, SKU {sorted(_node_skus(node))}) "
+            f"the only schema.org Product in JSON-LD ({json_text(node.get('name'))!r}, SKU {sorted(node_skus(node))}) "
             f"is not this page's: SKU {url_sku}, <h1> {sorted(headings())}",
             kind="product_mismatch",
         )
@@ -958,7 +1001,7 @@ def _product(page: Page, notes: list[str]) -> dict:
         price, currency, _ = page.markup.details
         _noted(lambda: price, "price_from_markup", node, notes)
     colour = json_text(node.get("color")) or page.markup.details[2]
-    image_urls = [urljoin(url, html_lib.unescape(u)) for u in json_ld_image_urls(node.get("image"))]
+    image_urls = [absolute_url(url, html_lib.unescape(u) if "&" in u else u) for u in json_ld_image_urls(node.get("image"))]
     image_urls = allowed_image_urls(image_urls, url, notes)
     if not image_urls:
         image_urls = allowed_image_urls(page.markup.gallery_urls(name), url, notes)
@@ -982,15 +1025,16 @@ def _product(page: Page, notes: list[str]) -> dict:
 def _cross_check(page: Page, node: dict, name: str | None, price: float | None, notes: list[str]) -> None:
     """JSON-LD wins, but where the visible header says otherwise (a stale price, another product's name) the
     disagreement is logged and noted `json_ld_disagrees/<field>`: the header fragment costs ~0.1 ms, no DOM."""
+    from_json_ld = _json_ld_header_values(node, name, price)
+    if not page.dom_built:
+        fragment = page.header_fragment
+        if fragment is None or _header_text_agrees(fragment, page.url, page.language, *from_json_ld):
+            return
     header = page.header
     if header is None or header.h1 is None:
         return
     shown_price, _, shown_colour = header.details
-    pairs = (
-        ("name", json_text(node.get("name")) and name, header.name),
-        ("price", price if node.get("offers") is not None else None, shown_price),
-        ("colour", json_text(node.get("color")), shown_colour),
-    )
+    pairs = zip(("name", "price", "colour"), from_json_ld, (header.name, shown_price, shown_colour))
     for field, from_json_ld, shown in pairs:
         if from_json_ld is None or shown is None:
             continue
@@ -998,6 +1042,103 @@ def _cross_check(page: Page, node: dict, name: str | None, price: float | None, 
         if not same:
             notes.append(f"json_ld_disagrees/{field}")
             logger.warning("%s: JSON-LD and markup disagree on the %s: JSON-LD %r (kept), markup %r", page.url, field, from_json_ld, shown)
+
+
+def _json_ld_header_values(node: dict, name: str | None, price: float | None) -> tuple[str | None, float | None, str | None]:
+    """(name, price, colour) as the JSON-LD states them, each None where it states none (nothing to cross-check)."""
+    return (json_text(node.get("name")) and name, price if node.get("offers") is not None else None,
+            json_text(node.get("color")))
+
+
+def _header_text_agrees(fragment: str, url: str, language: str, name: str | None, price: float | None, colour: str | None) -> bool:
+    """True when the header fragment's text surely agrees with the JSON-LD; False when it may not (then the
+    fragment's DOM decides, `Markup`, as before).
+
+    The text is read by splitting the fragment at its tags, without lxml (~10x cheaper). Sure means: every text
+    the DOM check could take as the shown value says the same. The h1's text is the name (no link inside the h1:
+    a brand link there is cut from the name by the DOM check), every text after it that reads as a price is the
+    JSON-LD price (a superset of the DOM check's candidates: struck prices count here, so a sale page is decided
+    by the DOM), and every colour label's value is the JSON-LD colour. Markup whose text a tag split cannot read
+    (scripts, styles, comments, CDATA) or a second heading is left to the DOM.
+    """
+    lowered = fragment.lower()
+    if any(marker in lowered for marker in ("<script", "<style", "<!", "<textarea", "<title")):
+        return False
+    h1_open = TAG.match(fragment)
+    h1_close = lowered.find("</h1")
+    if h1_open is None or h1_close == -1 or lowered.find("<h1", 3) != -1:
+        return False
+    inner = fragment[h1_open.end() : h1_close]
+    links = [tag for tag in TAG.finditer(inner) if tag.group()[:3].lower() in ("<a ", "<a>", "<a\n")]
+    if len(links) > 1:
+        return False
+    if links and _brand_like_href(tag_attributes(links[0].group()).get("href"), url):
+        # The brand link inside the h1 is not part of the name (as `Markup.name` reads it).
+        link_end = inner.lower().find("</a", links[0].end())
+        if link_end == -1:
+            return False
+        inner = inner[: links[0].start()] + inner[link_end:]
+    shown_name = clean_text("".join(html_lib.unescape(text) for text in TAG.split(inner)))
+    if not shown_name or not shown_name.strip(" -\u2013|:"):
+        return False  # an empty h1 (the DOM check takes the next one), or a name the DOM check reads otherwise
+    if name is not None and fold(name) != fold(shown_name.strip(" -\u2013|:")):
+        return False
+    rest = fragment[h1_close:]
+    parts = TAG_SPLIT.split(rest)  # text, tag, text, tag, ..., text
+    # (index in parts, text) of every text the DOM check could read: not empty, not in another product's card.
+    if "<article" in lowered:
+        indexed = _texts_outside_articles(parts)
+        if indexed is None:
+            return False
+    else:
+        indexed = [(index, text) for index, text in ((i, parts[i].strip()) for i in range(0, len(parts), 2)) if text]
+    texts = [html_lib.unescape(text).strip() if "&" in text else text for _, text in indexed]
+    if price is not None:
+        for (index, _), text in zip(indexed, texts):
+            if PRICE_TEXT.search(text) and not _whole_struck_element(parts, index):
+                shown = parse_price_text(text, language)
+                if shown is not None and abs(shown[0] - price) >= 0.005:
+                    return False
+    if colour is not None and (":" in rest or "&" in rest):
+        for index, text in enumerate(texts):
+            label, colon, after = text.partition(":")
+            if colon and label.strip().casefold() in COLOUR_LABELS:
+                value = clean_text(after) or (clean_text(texts[index + 1]) if index + 1 < len(texts) else None)
+                if value is None or fold(value) != fold(colour):
+                    return False
+    return True
+
+
+def _texts_outside_articles(parts: list[str]) -> list[tuple[int, str]] | None:
+    """(index, stripped text) of the non-empty texts of a tag split outside <article> elements; None when the
+    articles do not nest as a tag split can follow (a close without an open)."""
+    found = []
+    in_article = 0
+    for index in range(0, len(parts), 2):
+        if index:
+            tag = parts[index - 1][:9].lower()
+            if tag.startswith("<article") and tag[8:9] in (" ", ">", "\n", "\t"):
+                in_article += 1
+            elif tag.startswith("</article"):
+                in_article -= 1
+                if in_article < 0:
+                    return None
+        text = parts[index].strip()
+        if text and not in_article:
+            found.append((index, text))
+    return found
+
+
+def _whole_struck_element(parts: list[str], index: int) -> bool:
+    """Is text `parts[index]` the whole content of a struck element (`<s>81,99 €</s>`, a line-through style)? Then
+    the DOM check surely skips it as the old price too (its parent element is struck)."""
+    if index == 0 or index + 1 >= len(parts):
+        return False
+    opening, closing = parts[index - 1], parts[index + 1].lower()
+    name = re.match(r"<([a-zA-Z][a-zA-Z0-9]*)", opening)
+    if name is None or closing.rstrip("> \t\n") != f"</{name.group(1).lower()}":
+        return False
+    return name.group(1).lower() in STRUCK_TAGS or "line-through" in tag_attributes(opening).get("style", "")
 
 
 def _unread_json_ld(notes: list[str]) -> str:
@@ -1043,13 +1184,18 @@ def parse_brand_index(page: str | Selector, url: str) -> list[dict]:
 
 def product_links(page: str | Selector, url: str) -> list[str]:
     """Product page URLs (the SKU URL pattern) linked from a listing, in page order, once each."""
-    sel = as_selector(page)
     links: dict[str, None] = {}
-    for href in sel.xpath("//a/@href").getall():
-        absolute = urljoin(url, href.strip()).split("#", 1)[0]
+    for href in _hrefs(page):
+        absolute = urljoin(url, href).split("#", 1)[0]
         if SKU_IN_URL.search(urlsplit(absolute).path):
             links.setdefault(absolute)
     return list(links)
+
+
+def _hrefs(page: str | Selector) -> list[str]:
+    """Every <a href> of the page, stripped, once each in page order: a listing links each product a few times
+    (image, name, price) among ~500 links, and each is joined and split once instead of once per link."""
+    return list(dict.fromkeys(href.strip() for href in as_selector(page).root.xpath("//a/@href")))
 
 
 def page_number(url: str) -> int:
@@ -1070,11 +1216,12 @@ def listing_page_url(url: str, number: int) -> str:
 
 def pagination_links(page: str | Selector, url: str) -> list[str]:
     """Other pages of the same listing (`?p=N` links on its path), by page number."""
-    sel = as_selector(page)
     path = urlsplit(url).path
     pages: dict[int, str] = {}
-    for href in sel.xpath("//a/@href").getall():
-        absolute = urljoin(url, href.strip())
+    for href in _hrefs(page):
+        if "p=" not in href and href and not href.startswith("#"):
+            continue  # its query is its own (only an empty or #fragment href keeps the page's): no ?p=
+        absolute = urljoin(url, href)
         parts = urlsplit(absolute)
         if parts.path != path or "p=" not in parts.query:
             continue
