@@ -21,7 +21,6 @@ from pathlib import Path
 from fic_assets.platform import processes, settings
 
 HOST = "127.0.0.1"
-PORT = 8501
 START_TIMEOUT = 60.0
 APP = Path(__file__).with_name("app.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -103,7 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="fic dashboard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default=HOST, help=f"address to listen on (default {HOST}; 0.0.0.0 in a container)")
-    parser.add_argument("--port", type=int, default=PORT, help=f"port (default {PORT})")
+    port = int(settings.get("FIC_DASHBOARD_PORT"))
+    parser.add_argument("--port", type=int, default=port, help=f"port (default FIC_DASHBOARD_PORT: {port})")
     parser.add_argument("--snapshot", metavar="DIR", help="the analytics folder (default FIC_ANALYTICS_DIR) or one "
                         "snapshots/<version> directory")
     action = parser.add_mutually_exclusive_group()
