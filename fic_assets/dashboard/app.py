@@ -19,7 +19,7 @@ from fic_assets.defs.analytics import summary
 from fic_assets.defs.analytics.snapshot import SnapshotNotFound, analytics_dir, current_version, open_snapshot, parquet_bytes
 
 PAGES = {"overview": "Brand overview", "brand": "Brand", "model": "Model"}
-THUMBNAILS_PER_ROW = 4
+THUMBNAILS_PER_ROW = 6
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the analytics snapshot …")
