@@ -23,7 +23,8 @@ DEPLOY_DAGSTER_YAML = REPO / "deploy" / "dagster.yaml"
 ENV_EXAMPLE = REPO / "deploy" / "env.example"
 MINIO_INIT = REPO / "deploy" / "minio-init.sh"
 
-SERVICES = {"postgres", "code", "webserver", "daemon", "minio", "minio-init", "label-studio", "splash", "demo-shop"}
+SERVICES = {"postgres", "code", "webserver", "daemon", "minio", "minio-init", "label-studio", "splash", "demo-shop",
+            "dashboard"}
 DAGSTER_SERVICES = ("code", "webserver", "daemon")
 # Settings of the local Label Studio server (`fic label-studio start`), which the label-studio service replaces, and
 # the port of the local dashboard `fic demo` starts (the dashboard service's command names its own).
