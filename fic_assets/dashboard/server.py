@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from fic_assets.platform import processes, settings
+from fic_assets.platform.net import port_is_free
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 60.0
@@ -65,17 +66,6 @@ def environment(snapshot: str | None) -> dict[str, str]:
     # The app imports fic_assets: from this checkout, whether or not it is installed in the venv.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     return env
-
-
-def port_is_free(host: str, port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def start_background(host: str, port: int, snapshot: str | None = None) -> str:
