@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--tmp-dir", default=None, help="where the temp DuckDB and Dagster instance go (default: the system temp dir, on disk)")
+    parser.add_argument("--only-analytics", action="store_true",
+                        help="only the DuckDB catalogue and the analytics snapshot (section 4), into analytics_snapshot.json")
     parser.add_argument("--results-dir", default=os.environ.get("FIC_BENCH_RESULTS_DIR"), help="where scale.json goes (default benchmarks/results)")
     args = parser.parse_args(argv)
     labels_total = args.labels if args.labels is not None else max(1, round(args.images * 0.03))
@@ -332,140 +334,141 @@ def main(argv: list[str] | None = None) -> dict:
         numbers.update(facts)
         numbers["db_images_flagged_by_model"] = packshots[1]
 
-        # ---- 2. the Dagster instance ----------------------------------------------------------------------
-        (root / "dagster_home").mkdir()
-        with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
-            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="brands"))
+        if not args.only_analytics:  # sections 2 and 3 need the Dagster instance; 4 needs DuckDB only
+            # ---- 2. the Dagster instance ----------------------------------------------------------------------
+            (root / "dagster_home").mkdir()
+            with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+                instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="brands"))
 
-            def tick(sensor_name: str, cursor: str | None = None):
-                sensor = defs.resolve_sensor_def(sensor_name)
-                # The sensors log at INFO to a console logger each context creates (brand_sensor names every new
-                # brand: 1,000 slugs a tick); formatted as usual, but not printed, to keep the output readable.
-                with contextlib.redirect_stderr(io.StringIO()), \
-                        dg.build_sensor_context(instance=instance, resources=defs.resources, sensor_name=sensor_name, cursor=cursor) as context:
-                    return sensor(context)
+                def tick(sensor_name: str, cursor: str | None = None):
+                    sensor = defs.resolve_sensor_def(sensor_name)
+                    # The sensors log at INFO to a console logger each context creates (brand_sensor names every new
+                    # brand: 1,000 slugs a tick); formatted as usual, but not printed, to keep the output readable.
+                    with contextlib.redirect_stderr(io.StringIO()), \
+                            dg.build_sensor_context(instance=instance, resources=defs.resources, sensor_name=sensor_name, cursor=cursor) as context:
+                        return sensor(context)
 
-            # brand_sensor, first tick after `brands`: every brand is new (nothing applied, so each run is the same).
-            timings["brand_sensor_all_new_ms"], result = repeat(lambda: tick("brand_sensor"), args.repeat)
-            (add,) = result.dynamic_partitions_requests
-            assert len(add.partition_keys) == args.brands and len(result.run_requests) == 1, result
-            with step(f"add {args.brands:,} brand partitions"):
-                start = time.perf_counter()
-                instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
-                timings["add_dynamic_partitions_ms"] = round((time.perf_counter() - start) * 1000, 1)
-            # A new `brands` materialization with nothing new: the sensor reads DuckDB and every partition.
-            timings["brand_sensor_no_new_ms"], result = repeat(lambda: tick("brand_sensor"), args.repeat)
-            assert not result.run_requests and "no new brands" in result.skip_reason.skip_message, result
-            cursor = result.cursor
-            timings["brand_sensor_cursor_current_ms"], result = repeat(lambda: tick("brand_sensor", cursor), args.repeat)
-            assert isinstance(result, dg.SkipReason), result
+                # brand_sensor, first tick after `brands`: every brand is new (nothing applied, so each run is the same).
+                timings["brand_sensor_all_new_ms"], result = repeat(lambda: tick("brand_sensor"), args.repeat)
+                (add,) = result.dynamic_partitions_requests
+                assert len(add.partition_keys) == args.brands and len(result.run_requests) == 1, result
+                with step(f"add {args.brands:,} brand partitions"):
+                    start = time.perf_counter()
+                    instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
+                    timings["add_dynamic_partitions_ms"] = round((time.perf_counter() - start) * 1000, 1)
+                # A new `brands` materialization with nothing new: the sensor reads DuckDB and every partition.
+                timings["brand_sensor_no_new_ms"], result = repeat(lambda: tick("brand_sensor"), args.repeat)
+                assert not result.run_requests and "no new brands" in result.skip_reason.skip_message, result
+                cursor = result.cursor
+                timings["brand_sensor_cursor_current_ms"], result = repeat(lambda: tick("brand_sensor", cursor), args.repeat)
+                assert isinstance(result, dg.SkipReason), result
 
-            partitions = instance.get_dynamic_partitions("brands")
-            events = 0
+                partitions = instance.get_dynamic_partitions("brands")
+                events = 0
 
-            def per_brand(key: str) -> None:
-                nonlocal events
-                for slug in partitions:
-                    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=slug))
-                events += len(partitions)
+                def per_brand(key: str) -> None:
+                    nonlocal events
+                    for slug in partitions:
+                        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=slug))
+                    events += len(partitions)
 
-            def one(key: str) -> None:
-                nonlocal events
-                instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
-                events += 1
+                def one(key: str) -> None:
+                    nonlocal events
+                    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
+                    events += 1
 
-            with step(f"materialization events ({args.history} older rounds + the current state)"):
-                start = time.perf_counter()
-                one("production_model")
-                for _ in range(args.history):  # older weeks: a re-crawl of every brand, then its predictions
+                with step(f"materialization events ({args.history} older rounds + the current state)"):
+                    start = time.perf_counter()
+                    one("production_model")
+                    for _ in range(args.history):  # older weeks: a re-crawl of every brand, then its predictions
+                        per_brand("pieces")
+                        per_brand("image_urls")
+                        per_brand("brand_predictions")
+                        one("analytics_snapshot")
+                        one("brand_report")
                     per_brand("pieces")
                     per_brand("image_urls")
                     per_brand("brand_predictions")
                     one("analytics_snapshot")
                     one("brand_report")
-                per_brand("pieces")
-                per_brand("image_urls")
-                per_brand("brand_predictions")
+                    timings["report_events_s"] = round(time.perf_counter() - start, 2)
+                    timings["events_reported"] = events
+                    timings["report_event_ms_each"] = round(timings["report_events_s"] * 1000 / events, 1)
+
+                def evaluate(cursor):
+                    """One automation_sensor tick: every automation condition, from the previous tick's cursor."""
+                    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+                    keys = ("production_model", "brand_predictions", "analytics_snapshot", "brand_report")
+                    return result, {key: result.get_requested_partitions(dg.AssetKey(key)) for key in keys
+                                    if result.get_num_requested(dg.AssetKey(key))}
+
+                first, requested = evaluate(None)  # the sensor's first tick takes this state as handled
+                assert requested == {}, requested
+                one("production_model")  # a promotion: every brand's predictions are stale
+                timings["automation_all_stale_ms"], (after_promotion, requested) = repeat(lambda: evaluate(first.cursor), args.repeat)
+                assert requested == {"brand_predictions": set(partitions)}, requested  # one request: one backfill, one run
+                per_brand("brand_predictions")  # the predict run over all brands
+                settling, requested = evaluate(after_promotion.cursor)
+                assert requested == {}, requested  # the report waits a tick after its inputs updated
+                timings["automation_report_stale_ms"], (report_due, requested) = repeat(lambda: evaluate(settling.cursor), args.repeat)
+                assert requested == {"analytics_snapshot": {None}, "brand_report": {None}}, requested  # one run
                 one("analytics_snapshot")
                 one("brand_report")
-                timings["report_events_s"] = round(time.perf_counter() - start, 2)
-                timings["events_reported"] = events
-                timings["report_event_ms_each"] = round(timings["report_events_s"] * 1000 / events, 1)
+                timings["automation_up_to_date_ms"], (current, requested) = repeat(lambda: evaluate(report_due.cursor), args.repeat)
+                assert requested == {}, requested
+                crawled = partitions[len(partitions) // 2]
+                instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="image_urls", partition=crawled))
+                events += 1
+                timings["automation_one_brand_crawled_ms"], (_, requested) = repeat(lambda: evaluate(current.cursor), args.repeat)
+                assert requested == {"brand_predictions": {crawled}}, requested
 
-            def evaluate(cursor):
-                """One automation_sensor tick: every automation condition, from the previous tick's cursor."""
-                result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
-                keys = ("production_model", "brand_predictions", "analytics_snapshot", "brand_report")
-                return result, {key: result.get_requested_partitions(dg.AssetKey(key)) for key in keys
-                                if result.get_num_requested(dg.AssetKey(key))}
+                # relabel_sensor: a labelling round started (label_tasks), then human labels arrive in DuckDB.
+                one("label_tasks")
+                round_record = instance.fetch_materializations(dg.AssetKey("label_tasks"), limit=1).records[0]
+                round_started = datetime.fromtimestamp(round_record.timestamp, tz=timezone.utc)
+                fresh = min(120, labels_total)
+                with warehouse.connect(db_path) as con:
+                    start = time.perf_counter()
+                    write_labels(con, label_frame(con, labels_total, fresh, args.seed, round_started))
+                    timings["write_labels_s"] = round(time.perf_counter() - start, 2)
+                    numbers["db_labels"] = con.execute("SELECT count(*) FROM labels").fetchone()[0]
+                numbers["labels_since_round"] = fresh
+                timings["relabel_sensor_ms"], result = repeat(lambda: tick("relabel_sensor"), args.repeat)
+                threshold = int(os.environ.get("FIC_RELABEL_MIN_LABELS", "50"))
+                if fresh >= threshold:
+                    assert isinstance(result, dg.RunRequest) and result.job_name == "retrain_job", result
+                else:
+                    assert isinstance(result, dg.SkipReason), result
+                numbers["instance_events"] = events + 1  # + the `brands` materialization
 
-            first, requested = evaluate(None)  # the sensor's first tick takes this state as handled
-            assert requested == {}, requested
-            one("production_model")  # a promotion: every brand's predictions are stale
-            timings["automation_all_stale_ms"], (after_promotion, requested) = repeat(lambda: evaluate(first.cursor), args.repeat)
-            assert requested == {"brand_predictions": set(partitions)}, requested  # one request: one backfill, one run
-            per_brand("brand_predictions")  # the predict run over all brands
-            settling, requested = evaluate(after_promotion.cursor)
-            assert requested == {}, requested  # the report waits a tick after its inputs updated
-            timings["automation_report_stale_ms"], (report_due, requested) = repeat(lambda: evaluate(settling.cursor), args.repeat)
-            assert requested == {"analytics_snapshot": {None}, "brand_report": {None}}, requested  # one run
-            one("analytics_snapshot")
-            one("brand_report")
-            timings["automation_up_to_date_ms"], (current, requested) = repeat(lambda: evaluate(report_due.cursor), args.repeat)
-            assert requested == {}, requested
-            crawled = partitions[len(partitions) // 2]
-            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="image_urls", partition=crawled))
-            events += 1
-            timings["automation_one_brand_crawled_ms"], (_, requested) = repeat(lambda: evaluate(current.cursor), args.repeat)
-            assert requested == {"brand_predictions": {crawled}}, requested
+            numbers["db_file_mb"] = round(db_path.stat().st_size / 1e6, 1)
 
-            # relabel_sensor: a labelling round started (label_tasks), then human labels arrive in DuckDB.
-            one("label_tasks")
-            round_record = instance.fetch_materializations(dg.AssetKey("label_tasks"), limit=1).records[0]
-            round_started = datetime.fromtimestamp(round_record.timestamp, tz=timezone.utc)
-            fresh = min(120, labels_total)
-            with warehouse.connect(db_path) as con:
-                start = time.perf_counter()
-                write_labels(con, label_frame(con, labels_total, fresh, args.seed, round_started))
-                timings["write_labels_s"] = round(time.perf_counter() - start, 2)
-                numbers["db_labels"] = con.execute("SELECT count(*) FROM labels").fetchone()[0]
-            numbers["labels_since_round"] = fresh
-            timings["relabel_sensor_ms"], result = repeat(lambda: tick("relabel_sensor"), args.repeat)
-            threshold = int(os.environ.get("FIC_RELABEL_MIN_LABELS", "50"))
-            if fresh >= threshold:
-                assert isinstance(result, dg.RunRequest) and result.job_name == "retrain_job", result
-            else:
-                assert isinstance(result, dg.SkipReason), result
-            numbers["instance_events"] = events + 1  # + the `brands` materialization
-
-        numbers["db_file_mb"] = round(db_path.stat().st_size / 1e6, 1)
-
-        # ---- 3. one brand partition's queries, the report --------------------------------------------------
-        middle = partitions[len(partitions) // 2]
-        with warehouse.connect(db_path, read_only=True) as con:
-            biggest = con.execute("SELECT brand_slug FROM pieces GROUP BY brand_slug ORDER BY count(*) DESC, brand_slug LIMIT 1").fetchone()[0]
-            sizes = dict(con.execute("SELECT p.brand_slug, count(*) FROM images i JOIN pieces p USING (item_id) GROUP BY 1").fetchall())
-        numbers["query_brand_middle"] = {"slug": middle, "images": sizes.get(middle, 0)}
-        numbers["query_brand_biggest"] = {"slug": biggest, "images": sizes.get(biggest, 0)}
-
-        def open_only():
+            # ---- 3. one brand partition's queries, the report --------------------------------------------------
+            middle = partitions[len(partitions) // 2]
             with warehouse.connect(db_path, read_only=True) as con:
-                return con
+                biggest = con.execute("SELECT brand_slug FROM pieces GROUP BY brand_slug ORDER BY count(*) DESC, brand_slug LIMIT 1").fetchone()[0]
+                sizes = dict(con.execute("SELECT p.brand_slug, count(*) FROM images i JOIN pieces p USING (item_id) GROUP BY 1").fetchall())
+            numbers["query_brand_middle"] = {"slug": middle, "images": sizes.get(middle, 0)}
+            numbers["query_brand_biggest"] = {"slug": biggest, "images": sizes.get(biggest, 0)}
 
-        timings["duckdb_open_read_only_ms"], _ = repeat(open_only, args.repeat)
+            def open_only():
+                with warehouse.connect(db_path, read_only=True) as con:
+                    return con
 
-        def cold(slug: str, version: str):
-            with warehouse.connect(db_path, read_only=True) as con:
-                return images_to_predict(con, [slug], version), image_counts(con, [slug])
+            timings["duckdb_open_read_only_ms"], _ = repeat(open_only, args.repeat)
 
-        for label, slug in (("middle", middle), ("biggest", biggest)):
-            timings[f"brand_query_{label}_cold_ms"], (todo, totals) = repeat(lambda: cold(slug, "v2"), args.repeat)
-            assert len(todo) == totals.get(slug, 0) == sizes.get(slug, 0), (len(todo), totals)
-            with warehouse.connect(db_path, read_only=True) as con:
-                images_to_predict(con, [slug], "v2")
-                timings[f"images_to_predict_{label}_new_model_warm_ms"], _ = repeat(lambda: images_to_predict(con, [slug], "v2"), args.repeat)
-                timings[f"images_to_predict_{label}_same_model_warm_ms"], _ = repeat(lambda: images_to_predict(con, [slug], "v1"), args.repeat)
-                timings[f"image_counts_{label}_warm_ms"], _ = repeat(lambda: image_counts(con, [slug]), args.repeat)
+            def cold(slug: str, version: str):
+                with warehouse.connect(db_path, read_only=True) as con:
+                    return images_to_predict(con, [slug], version), image_counts(con, [slug])
+
+            for label, slug in (("middle", middle), ("biggest", biggest)):
+                timings[f"brand_query_{label}_cold_ms"], (todo, totals) = repeat(lambda: cold(slug, "v2"), args.repeat)
+                assert len(todo) == totals.get(slug, 0) == sizes.get(slug, 0), (len(todo), totals)
+                with warehouse.connect(db_path, read_only=True) as con:
+                    images_to_predict(con, [slug], "v2")
+                    timings[f"images_to_predict_{label}_new_model_warm_ms"], _ = repeat(lambda: images_to_predict(con, [slug], "v2"), args.repeat)
+                    timings[f"images_to_predict_{label}_same_model_warm_ms"], _ = repeat(lambda: images_to_predict(con, [slug], "v1"), args.repeat)
+                    timings[f"image_counts_{label}_warm_ms"], _ = repeat(lambda: image_counts(con, [slug]), args.repeat)
 
         # ---- 4. the analytics snapshot and its readers ------------------------------------------------------
         analytics = root / "analytics"
@@ -475,9 +478,11 @@ def main(argv: list[str] | None = None) -> dict:
             with warehouse.connect(db_path, read_only=True) as con:
                 return write_snapshot(con, analytics, model=SNAPSHOT_MODEL)
 
-        with step("analytics snapshot"):
+        machine: dict = {}
+        with step("analytics snapshot"), _record.meter(machine):  # how busy the machine was meanwhile
             repeats = max(3, args.repeat // 2)
             timings["write_snapshot_ms"], written = repeat(snapshot_asset, repeats)
+        numbers["snapshot_write_machine"] = machine
         numbers["snapshot_rows"] = written.rows
         numbers["snapshot_mb"] = round(sum(f.stat().st_size for f in written.path.iterdir()) / 1e6, 1)
 
@@ -530,7 +535,7 @@ def main(argv: list[str] | None = None) -> dict:
                        "sensor ticks are evaluation only (build_sensor_context + the sensor, like fic demo's tick(); the automation: "
                        "dg.evaluate_automation_conditions, like its automation_tick())")
     print_table(numbers)
-    _record.record("scale", numbers)
+    _record.record("analytics_snapshot" if args.only_analytics else "scale", numbers)
     return numbers
 
 
@@ -543,6 +548,8 @@ def targets(timings: dict) -> dict:
     """Each target with the measured max (ticks, warm queries) and whether it was met."""
     out = {}
     for key in SENSOR_KEYS:
+        if key not in timings:  # --only-analytics
+            continue
         out[key] = {"target_ms": SENSOR_TARGET_MS, "max_ms": timings[key]["max_ms"], "met": timings[key]["max_ms"] < SENSOR_TARGET_MS}
     for key, value in timings.items():
         if key.startswith(("images_to_predict_", "image_counts_")):

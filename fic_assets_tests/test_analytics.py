@@ -165,7 +165,8 @@ def test_reader_during_rewrites_sees_the_old_or_the_new_snapshot_never_a_mix(tmp
 
 
 def test_prune_keeps_replaced_snapshots_for_the_grace_period(tmp_path: Path):
-    """Bad input: a dead writer's half-written temp dir and two replaced snapshots, one within its grace period."""
+    """Bad input: a dead writer's half-written temp dir, two replaced snapshots (one within its grace period), and a
+    replaced snapshot a reader still holds open."""
     root = snapshot_dir(tmp_path)
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     with warehouse.connect(tmp_path / "fic.duckdb") as con:
@@ -181,6 +182,13 @@ def test_prune_keeps_replaced_snapshots_for_the_grace_period(tmp_path: Path):
     assert sorted(p.name for p in (root / SNAPSHOTS).iterdir()) == sorted([second.version, third.version])
     with open_snapshot(second.path) as old:  # a replaced snapshot is still readable by its own path
         assert old.version == second.version
+        # A reader holding it open keeps it, however long past its grace period (prune cannot lock it).
+        assert prune(root, grace_seconds=0, now=start + timedelta(hours=5)) == []
+        assert len(old.table("brand_summary")) == 0 and (second.path / "manifest.json").exists()
+    assert prune(root, grace_seconds=0, now=start + timedelta(hours=5)) == [second.version]  # closed: deleted
+    with open_snapshot(root, in_memory=True) as copy:  # a copy in memory holds no lock
+        assert copy.version == third.version
+        assert prune(root, grace_seconds=0, now=start + timedelta(hours=5)) == []  # nothing older left
 
 
 def test_empty_warehouse_and_missing_snapshot_give_clear_results(tmp_path: Path):

@@ -42,7 +42,7 @@ import pandas as pd
 
 from fic_assets.defs.analytics.colours import OTHER
 
-DRAWS = 4000
+DRAWS = 2000
 SEED = 15
 LEVEL = 0.95
 TOP_COLOURS = 5
@@ -133,26 +133,19 @@ def corrected_worn_share(worn, predicted, errors: ModelErrors | None, draws: int
 def colour_counts(snapshot, slugs=None) -> pd.DataFrame:
     """brand_slug, colour_family, pieces, shop_words (the shop's own words behind the family, most used first).
 
-    Pieces without a colour are left out; sorted by brand, pieces (most first), family.
+    Pieces without a colour are left out; sorted by brand, pieces (most first, "other" last among equals), family.
     """
-    frame = snapshot.sql(
-        """SELECT brand_slug, colour_family, colour, count(*) AS n FROM pieces
-           WHERE colour_family IS NOT NULL AND (? IS NULL OR list_contains(?, brand_slug))
-           GROUP BY ALL""",
-        [None if slugs is None else list(slugs), [] if slugs is None else list(slugs)],
+    return snapshot.sql(
+        """WITH words AS (
+               SELECT brand_slug, colour_family, colour, count(*) AS n FROM pieces
+               WHERE colour_family IS NOT NULL AND (CAST(? AS TEXT[]) IS NULL OR list_contains(?, brand_slug))
+               GROUP BY ALL)
+           SELECT brand_slug, colour_family, CAST(sum(n) AS BIGINT) AS pieces,
+                  string_agg(colour, ', ' ORDER BY n DESC, colour) AS shop_words
+           FROM words GROUP BY brand_slug, colour_family
+           ORDER BY brand_slug, pieces DESC, (colour_family = ?), colour_family""",
+        [None if slugs is None else list(slugs), [] if slugs is None else list(slugs), OTHER],
     )
-    if frame.empty:
-        return pd.DataFrame({"brand_slug": pd.Series(dtype=object), "colour_family": pd.Series(dtype=object),
-                             "pieces": pd.Series(dtype="int64"), "shop_words": pd.Series(dtype=object)})
-    frame = frame.sort_values(["brand_slug", "colour_family", "n", "colour"], ascending=[True, True, False, True])
-    grouped = frame.groupby(["brand_slug", "colour_family"], sort=False).agg(
-        pieces=("n", "sum"), shop_words=("colour", lambda words: ", ".join(dict.fromkeys(words))))
-    out = grouped.reset_index()
-    out["pieces"] = out["pieces"].astype("int64")
-    # "other" last among equals: a named colour is the more useful answer
-    out["_other"] = out["colour_family"] == OTHER
-    out = out.sort_values(["brand_slug", "pieces", "_other", "colour_family"], ascending=[True, False, True, True])
-    return out.drop(columns="_other").reset_index(drop=True)
 
 
 def _top_colours_text(colours: pd.DataFrame) -> dict[str, str]:

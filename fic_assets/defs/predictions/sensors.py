@@ -8,7 +8,8 @@ after them; a promotion makes every crawled brand stale in the same tick. The se
 than one partition as a backfill, which honours `brand_predictions`' single-run backfill policy: one run per
 range of brands. Why each refresh ran (which dependency updated) is recorded per asset and tick: the UI's asset
 page, tab "Automation". The conditions sit on the assets: `brand_predictions` (eager), `production_model`
-(eager once `model_quality` passed) and `brand_report` (after its inputs settled).
+(eager once `model_quality` passed), `analytics_snapshot` (after its inputs settled) and `brand_report` (eager: in
+the snapshot's run).
 """
 
 import dagster as dg
@@ -24,6 +25,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=settings.sensor_interval(15),
     description=(
         "Evaluates the assets' automation conditions: a promotion (once model_quality passed), predictions of the "
-        "brands whose crawl or production model is newer (one run per range of brands), then the brand report."
+        "brands whose crawl or production model is newer (one run per range of brands), then the analytics snapshot and "
+        "the brand report."
     ),
 )
