@@ -266,3 +266,24 @@ def test_cli_starts_in_the_background_reports_the_url_and_stops(tmp_path, monkey
     assert not server.pid_file(port).exists() and not server.healthy(url)
     nothing = fic("dashboard", "--stop", "--port", str(port), env=env)
     assert nothing.returncode == 0 and nothing.stdout.startswith(f"no background dashboard running for port {port}")
+
+
+def test_a_new_snapshot_shows_on_the_next_run_and_the_old_one_can_be_pruned(snapshot):
+    """A snapshot written while the dashboard runs: the next interaction reads it, and the old one is closed, so
+    prune (which never deletes a snapshot a reader holds open) can delete it."""
+    from fic_assets.defs.analytics.snapshot import SNAPSHOTS, current_version, prune
+
+    test = app()
+    first = current_version(snapshot)
+    assert f"Snapshot {first}" in " ".join(texts(test.sidebar.caption))
+    with warehouse.connect(snapshot.parent / "fic.duckdb") as con:
+        warehouse.upsert_brands(con, [brand("newcomer", "Newcomer")])
+        written = write_snapshot(con, snapshot, model=MODEL, grace_seconds=0)
+    assert first not in written.removed  # the dashboard holds it open
+    assert prune(snapshot, grace_seconds=0) == []
+    test.run()
+    no_traceback(test)
+    assert f"Snapshot {written.version}" in " ".join(texts(test.sidebar.caption))
+    assert "newcomer" in set(test.dataframe[0].value["slug"])
+    assert prune(snapshot, grace_seconds=0) == [first]  # closed once the dashboard moved on
+    assert not (snapshot / SNAPSHOTS / first).exists()

@@ -10,23 +10,61 @@ overview, brand, model. Anything that goes wrong shows a message, never a traceb
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from fic_assets.dashboard import views
 from fic_assets.defs.analytics import summary
-from fic_assets.defs.analytics.snapshot import SnapshotNotFound, analytics_dir, current_version, open_snapshot, parquet_bytes
+from fic_assets.defs.analytics.snapshot import (
+    Snapshot, SnapshotNotFound, analytics_dir, current_version, open_snapshot, parquet_bytes,
+)
 
 PAGES = {"overview": "Brand overview", "brand": "Brand", "model": "Model"}
 THUMBNAILS_PER_ROW = 6
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the analytics snapshot …")
-def loaded(root: str, version: str | None):
-    """The snapshot, its overview and a lock: one in-memory DuckDB connection serves every session in turn."""
-    snap = open_snapshot(root)
-    return snap, summary.brand_overview(snap), threading.Lock()
+@dataclass
+class Opened:
+    """The snapshot every session reads: its DuckDB connection serves one page at a time (lock)."""
+
+    key: tuple[str, str | None]
+    snap: Snapshot
+    overview: pd.DataFrame
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+
+@st.cache_resource
+def opened_holder() -> dict:
+    """One per dashboard process: the open snapshot (`current`), swapped under `swap` when CURRENT moves."""
+    return {"current": None, "swap": threading.Lock()}
+
+
+def opened(root: Path) -> Opened:
+    """The current snapshot under root, opened once for every session. When CURRENT names a newer one, it is
+    opened and the old one closed (once no page uses it), which releases its lock so `prune` can delete it."""
+    key = (str(root), current_version(root))
+    holder = opened_holder()
+    with holder["swap"]:
+        old = holder["current"]
+        if old is not None and old.key == key:
+            return old
+        snap = open_snapshot(root)  # SnapshotNotFound when there is none
+        try:
+            # The per-brand numbers the writer computed (summary.brand_overview of this snapshot): no scan of images.
+            overview = snap.table("brand_summary")
+        except Exception:
+            snap.close()
+            raise
+        holder["current"] = Opened(key, snap, overview)
+    if old is not None:
+        with old.lock:
+            old.closed = True
+            old.snap.close()
+    return holder["current"]
 
 
 def downloads(frame: pd.DataFrame, name: str) -> None:
@@ -198,7 +236,8 @@ def main() -> None:
     st.set_page_config(page_title="fic: brands worn or not", layout="wide")
     root = analytics_dir()
     try:
-        snap, overview, lock = loaded(str(root), current_version(root))
+        with st.spinner("Loading the analytics snapshot …"):
+            current = opened(root)
     except SnapshotNotFound as error:
         st.title("fic dashboard")
         st.info(f"No analytics snapshot yet. {error}")
@@ -210,8 +249,11 @@ def main() -> None:
     st.query_params["page"] = page
     if page != "brand" and "brand" in st.query_params:
         del st.query_params["brand"]
+    snap, overview = current.snap, current.overview
     st.sidebar.caption(f"Snapshot {snap.version} ({snap.created_at:%Y-%m-%d %H:%M} UTC)")
-    with lock:
+    with current.lock:
+        if current.closed:  # a newer snapshot replaced this one since this run looked: read that one
+            st.rerun()
         try:
             {"overview": lambda: overview_page(snap, overview), "brand": lambda: brand_page(snap, overview),
              "model": lambda: model_page(snap)}[page]()
