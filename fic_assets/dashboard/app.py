@@ -35,6 +35,15 @@ class Opened:
     overview: pd.DataFrame
     lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False
+    totals: dict = field(default_factory=dict)  # brands shown (slugs) -> overview_totals: later visitors reuse it
+
+    def totals_of(self, rows: pd.DataFrame) -> dict:
+        key = tuple(rows["slug"])
+        if key not in self.totals:
+            if len(self.totals) >= 64:
+                self.totals.pop(next(iter(self.totals)))
+            self.totals[key] = summary.overview_totals(self.snap, rows)
+        return self.totals[key]
 
 
 @st.cache_resource
@@ -76,7 +85,8 @@ def downloads(frame: pd.DataFrame, name: str) -> None:
                           mime="application/vnd.apache.parquet", key=f"parquet-{name}", on_click="ignore")
 
 
-def overview_page(snap, overview: pd.DataFrame) -> None:
+def overview_page(current: Opened) -> None:
+    snap, overview = current.snap, current.overview
     st.title("Brand overview")
     st.caption(summary.model_caveat(snap.model))
     if overview.empty:
@@ -100,7 +110,7 @@ def overview_page(snap, overview: pd.DataFrame) -> None:
         sort = st.selectbox("Sort by", list(views.SORTS), key="sort")
         st.caption("The shop's pages give no category yet, so there is no category filter.")
     rows = views.filter_overview(overview, chosen, band, sort)
-    totals = summary.overview_totals(snap, rows) if not rows.empty else None
+    totals = current.totals_of(rows) if not rows.empty else None
     if totals is not None:
         cols = st.columns(4)
         cols[0].metric("Brands shown", f"{len(rows)} of {len(overview)}")
@@ -255,7 +265,7 @@ def main() -> None:
         if current.closed:  # a newer snapshot replaced this one since this run looked: read that one
             st.rerun()
         try:
-            {"overview": lambda: overview_page(snap, overview), "brand": lambda: brand_page(snap, overview),
+            {"overview": lambda: overview_page(current), "brand": lambda: brand_page(snap, overview),
              "model": lambda: model_page(snap)}[page]()
         except Exception as error:  # noqa: BLE001  a message, never a traceback, for the analyst
             st.error(f"This page could not be shown: {type(error).__name__}: {error}. The snapshot at {snap.path} "
