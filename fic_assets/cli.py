@@ -10,6 +10,7 @@ import sys
 # so `fic parse-page` does not pay for Dagster's import.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("fic_assets.demo.run", "run the demo end to end through Dagster (demo shop crawl -> DuckDB); --photos DIR: on real photos; --stop: stop what it started"),
+    "dashboard": ("fic_assets.dashboard.server", "the analysts' dashboard (Streamlit) over the analytics snapshot on 127.0.0.1:8501; --background / --stop"),
     "demo-shop": ("fic_assets.demo.shop.server", "serve the generated demo shop on 127.0.0.1; --photos DIR: real photos instead of drawings"),
     "label-studio": ("fic_assets.defs.labelling.server", "start/stop the local Label Studio server"),
     "parse-page": ("fic_crawler.parse_page", "parse saved product pages, print one JSON object each"),

@@ -41,6 +41,7 @@ def platform_env(root, shop_url: str, **settings: str) -> dict[str, str]:
         "FIC_MODELS_DIR": str(root / "models"),  # never the repo's models/ or reports/
         "FIC_REPORTS_DIR": str(root / "reports"),
         "FIC_SENSOR_INTERVAL_SECONDS": "5",  # a daemon started by a test ticks every 5 s, not every minute
+        "FIC_DASHBOARD_PORT": str(free_port()),  # a whole `fic demo` starts its dashboard there, never on 8501
         **settings,
     }
 

@@ -23,10 +23,13 @@ DEPLOY_DAGSTER_YAML = REPO / "deploy" / "dagster.yaml"
 ENV_EXAMPLE = REPO / "deploy" / "env.example"
 MINIO_INIT = REPO / "deploy" / "minio-init.sh"
 
-SERVICES = {"postgres", "code", "webserver", "daemon", "minio", "minio-init", "label-studio", "splash", "demo-shop"}
+SERVICES = {"postgres", "code", "webserver", "daemon", "minio", "minio-init", "label-studio", "splash", "demo-shop",
+            "dashboard"}
 DAGSTER_SERVICES = ("code", "webserver", "daemon")
-# Settings of the local Label Studio server (`fic label-studio start`), which the label-studio service replaces.
-LOCAL_ONLY_SETTINGS = {"FIC_LABEL_STUDIO_DATA_DIR", "FIC_LABEL_STUDIO_VENV", "FIC_LABEL_STUDIO_DOCUMENT_ROOT"}
+# Settings of the local Label Studio server (`fic label-studio start`), which the label-studio service replaces, and
+# the port of the local dashboard `fic demo` starts (the dashboard service's command names its own).
+LOCAL_ONLY_SETTINGS = {"FIC_LABEL_STUDIO_DATA_DIR", "FIC_LABEL_STUDIO_VENV", "FIC_LABEL_STUDIO_DOCUMENT_ROOT",
+                       "FIC_DASHBOARD_PORT"}
 # Settings that name a file or directory; all but the read-only ones inside the image must be on a volume.
 PATH_SETTING = re.compile(r"^FIC_(DUCKDB|\w+_(DIR|ROOT|FILE))$")
 IMAGE_PATH_SETTINGS = {"FIC_PARAMS_FILE"}

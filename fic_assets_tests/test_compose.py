@@ -262,6 +262,24 @@ def test_service_urls_point_at_the_services():
     assert str(port) in published["demo-shop"]
 
 
+def test_dashboard_service_reads_the_snapshot_the_code_location_writes():
+    """The dashboard: `fic dashboard` on every interface of its container, published on loopback, the code
+    location's FIC_ANALYTICS_DIR on the data volume mounted read-only (it never writes, nor opens DuckDB)."""
+    compose = load_compose()
+    services = compose["services"]
+    dashboard, code_env = services["dashboard"], environment(services["code"])
+    command = command_of(dashboard)
+    assert command[:2] == ["fic", "dashboard"] and option(command, "--host") == "0.0.0.0"
+    assert dashboard["image"] == services["code"]["image"]
+    assert dashboard["ports"] == [f"127.0.0.1:{option(command, '--port')}:{option(command, '--port')}"]
+    analytics = environment(dashboard)["FIC_ANALYTICS_DIR"]
+    assert analytics == code_env["FIC_ANALYTICS_DIR"] and is_under(analytics, code_env["FIC_DATA_DIR"])
+    mounts = {target: source for source, target in volume_mounts(dashboard)}
+    assert mounts == {code_env["FIC_DATA_DIR"]: named_volume_targets(compose, "code")[code_env["FIC_DATA_DIR"]]}
+    assert all(str(entry).endswith(":ro") for entry in dashboard["volumes"])  # read-only
+    assert "/_stcore/health" in " ".join(dashboard["healthcheck"]["test"])
+
+
 def test_published_ports_are_on_loopback_only():
     services = load_compose()["services"]
     assert "127.0.0.1:3000:3000" in services["webserver"]["ports"]

@@ -410,7 +410,13 @@ def test_demo_runs_the_whole_loop_on_real_photos(tmp_path, photo_shop_url, real_
         FIC_PARAMS_FILE=str(params),
     )
     started = time.monotonic()
-    demo = run([sys.executable, "-m", "fic_assets.cli", "demo", "--error-rate", "0", "--photos", str(real_photos)], env, timeout=900)
+    try:
+        demo = run([sys.executable, "-m", "fic_assets.cli", "demo", "--error-rate", "0", "--photos", str(real_photos)], env, timeout=900)
+    finally:  # the dashboard the demo leaves running in the background
+        stopped = run([sys.executable, "-m", "fic_assets.cli", "dashboard", "--stop"], env, timeout=60)
+    dashboard_url = f"http://127.0.0.1:{env['FIC_DASHBOARD_PORT']}"
+    assert demo.stdout.rstrip().splitlines()[-1].endswith(f"example images, the model, downloads): {dashboard_url}"), demo.stdout[-2000:]
+    assert f"stopped the dashboard on {dashboard_url}" in stopped.stdout, stopped.stdout
     print(f"\nfic demo --photos: {time.monotonic() - started:.0f} s\n" + "\n".join(
         line for line in demo.stdout.splitlines() if line.startswith("[fic demo]")))
     assert "[fic demo] photos: 75 worn, 74 not_worn from" in demo.stdout

@@ -28,6 +28,7 @@ QUERIES = (
     "brand_query_biggest_cold_ms", "images_to_predict_biggest_new_model_warm_ms",
     "images_to_predict_biggest_same_model_warm_ms", "image_counts_biggest_warm_ms",
     "write_snapshot_ms", "open_snapshot_ms", "open_snapshot_and_overview_ms", "brand_overview_ms", "write_report_ms",
+    "dashboard_first_render_ms", "dashboard_render_cached_ms",
 )
 
 

@@ -23,7 +23,8 @@ started afterwards continues from the demo's cursor.
 
 `fic demo --photos DIR` runs the same loop on real photos (DIR/worn/, DIR/not_worn/; see
 fic_assets/demo/shop/photos.py): the demo shop shows them instead of its drawings and the folders are the truth.
-`fic demo --stop` stops the demo shop, Label Studio and local S3 that it left running in the background.
+At the end it starts the analysts' dashboard (`fic dashboard`) in the background and prints its URL.
+`fic demo --stop` stops the demo shop, Label Studio, local S3 and dashboard that it left running in the background.
 """
 
 from __future__ import annotations
@@ -87,6 +88,18 @@ def ensure_demo_shop(shop_url: str, photos: PhotoSet | None = None) -> None:
         raise SystemExit(f"--photos needs the demo shop, but {shop_url} (FIC_SHOP_URL) is not one")
 
 
+def ensure_dashboard() -> str:
+    """Start the analysts' dashboard in the background on 127.0.0.1:FIC_DASHBOARD_PORT (unless it runs); say where."""
+    from fic_assets.dashboard import server as dashboard
+    from fic_assets.platform import processes
+
+    try:
+        url = dashboard.start_background(dashboard.HOST, int(settings.get("FIC_DASHBOARD_PORT")))
+    except processes.ProcessError as error:  # the demo's results are there; the dashboard can be started later
+        return (f"warning: the dashboard did not start ({error}); start it with `.venv/bin/fic dashboard --port PORT`")
+    return f"the dashboard (brands, worn share, example images, the model, downloads): {url}"
+
+
 def ensure_label_studio() -> None:
     """Start the local Label Studio (its own venv, installed on first use) unless FIC_LABEL_STUDIO_URL is remote."""
     from fic_assets.defs.labelling import server
@@ -101,6 +114,7 @@ def ensure_label_studio() -> None:
 def stop_started() -> int:
     """`fic demo --stop`: stop the background demo shops, Label Studio and the local S3 that their pid files
     record (as the demo starts them) and say what was stopped; nothing recorded is not an error."""
+    from fic_assets.dashboard import server as dashboard
     from fic_assets.defs.labelling import server as label_studio
     from fic_assets.demo.shop import server as shop
     from fic_assets.platform import local_s3, processes
@@ -109,7 +123,7 @@ def stop_started() -> int:
     records = [("the demo shop", path) for path in shop.background_pid_files()] + [
         ("Label Studio", label_studio.pid_path(label_studio_data)),
         ("the local S3 (moto_server)", local_s3.pid_file()),
-    ]
+    ] + [("the dashboard", path) for path in dashboard.background_pid_files()]
     stopped, failed = 0, False
     for what, pid_file in records:
         try:
@@ -122,7 +136,7 @@ def stop_started() -> int:
             say(f"stopped {what} on {process.url} (pid {process.pid})")
             stopped += 1
     if not stopped and not failed:
-        say("nothing to stop: no background demo shop, Label Studio or local S3 is recorded as running "
+        say("nothing to stop: no background demo shop, Label Studio, local S3 or dashboard is recorded as running "
             f"(no live record in {processes.data_dir()} or {label_studio_data})")
     return 1 if failed else 0
 
@@ -429,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         counts = warehouse.table_counts(con)
     say(f"DuckDB {settings.get('FIC_DUCKDB')}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     say(f"open the UI: scripts/ui (DAGSTER_HOME={home}); label in Label Studio: {settings.get('FIC_LABEL_STUDIO_URL')}")
+    if not args.crawl_only:
+        say(ensure_dashboard())  # last: the line an analyst reads (`fic demo --stop` stops it)
     return 0
 
 

@@ -40,6 +40,7 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "FIC_INFERENCE_THREADS": ("0", "OpenVINO threads for predictions, 0 = every core"),
     "FIC_INFERENCE_PRECISION": ("f32", "OpenVINO inference precision for predictions: f32, or bf16 (faster on CPUs with AMX)"),
     "FIC_REPORTS_DIR": (str(REPO_ROOT / "reports"), "where `brand_report` writes the static HTML report and its plots"),
+    "FIC_DASHBOARD_PORT": ("8501", "the port `fic dashboard` listens on by default and `fic demo` starts it on (127.0.0.1)"),
     "FIC_ANALYTICS_DIR": ("", "the read-only analytics snapshots (Parquet) `analytics_snapshot` writes and the report and dashboard read (default: $FIC_DATA_DIR/analytics)"),
     # The training image set (fic_assets/defs/dataset/) and its DVC remote. S3 defaults are the compose stack's MinIO.
     "FIC_BACKBONE_CACHE_DIR": ("", "the ImageNet backbones exported for training, once per arch and input size (default: $FIC_DATA_DIR/cache/backbones)"),
