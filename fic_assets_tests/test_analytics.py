@@ -309,6 +309,7 @@ def test_report_numbers_equal_the_summary_functions(tmp_path: Path):
         assert row[1] == f"{record['pieces']:,}" and row[2] == f"{record['images']:,}"
         assert row[7].startswith(summary.format_price(record["price_median"], record["currency"] if isinstance(record["currency"], str) else None))
         assert row[9].startswith(summary.format_share(record["packshot_agreement"]))
+        assert row[10] == summary.MISSING  # seed_small's pieces have no category
     # Alpha: 2 worn of 3 with Se 0.9 / Sp 0.8 -> (2/3 + 0.8 - 1) / 0.7 = 66.7 %; the totals row: 2 of 4.
     assert cells[0][4] == "66.7 %" and cells[-1][4] == summary.format_share((0.5 + 0.8 - 1) / 0.7) == "42.9 %"
     assert "F1 0.900 ± 0.030" in html and "200 labelled images" in html
@@ -430,6 +431,9 @@ def test_snapshot_pieces_carry_the_category_and_the_overview_filters_by_it(tmp_p
         none = summary.brand_overview(snap, [summary.NO_CATEGORY]).set_index("slug")
         assert none["pieces"].to_dict() == {"alpha": 1, "beta": 1, "gamma": 1}
         assert summary.brand_overview(snap, ["no such category"]).empty
+        # The static report lists each brand's top categories, escaped.
+        html = write_report(snap, tmp_path / "report", generated_at=GENERATED).index_html.read_text(encoding="utf-8")
+        assert "<td class=\"colours\">Herren &#34;Sale&#34; / Ève&#39;; DROP TABLE pieces; -- 2, Damen 1</td>" in html
         every = summary.brand_overview(snap, [*[c for c in counts["category"] if not pd.isna(c)], summary.NO_CATEGORY])
         unfiltered = summary.brand_overview(snap)
         assert every.set_index("slug")["pieces"].to_dict() == unfiltered[unfiltered["pieces"] > 0].set_index("slug")["pieces"].to_dict()
