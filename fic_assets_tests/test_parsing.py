@@ -819,3 +819,10 @@ def test_no_visible_breadcrumb_gives_no_category(bad_input, nav):
 )
 def test_category_from_the_listing_url(listing_url, expected):
     assert category_from_listing(listing_url) == expected
+
+
+def test_breadcrumb_nav_is_found_by_its_aria_label_not_its_class():
+    """Bad input: a menu <nav> whose (hashed) class happens to contain "breadcrumb", before the real trail."""
+    decoy = '<nav class="breadcrumb-xY1" aria-label="main"><a href="/herren-home/">Herren</a></nav>'
+    product, notes = parsed(with_nav(product_page(json_ld=ld(own_product())), decoy + BREADCRUMB_NAV))
+    assert (product["category"], product["category_path"]) == ("Damen", "Damen > Schuhe") and product["parsed_by"] == "json-ld"

@@ -1174,10 +1174,10 @@ def brand_path(page: str | Selector, url: str) -> str | None:
 # already-decoded JSON-LD nodes (no DOM, no second scan), else from a visible breadcrumb <nav> (a fragment of the
 # page, or the DOM when one was built anyway). A trail that cannot be read right gives no category: never a guess.
 
-HOME_NAMES = frozenset({"startseite", "home", "homepage", "zalando", "accueil", "start"})
+HOME_NAMES = frozenset({"startseite", "home", "homepage", "zalando", "accueil"})
 BREADCRUMB_TYPE = "breadcrumblist"
 # A breadcrumb <nav> is named so by its aria-label (the WAI-ARIA pattern); class names are hashed on the real site.
-BREADCRUMB_NAV = re.compile(r"<nav\b[^>]*breadcrumb[^>]*>", re.IGNORECASE)
+BREADCRUMB_NAV = re.compile(r"""<nav\b[^>]*\baria-label\s*=\s*["']?[^"'>]*breadcrumb[^>]*>""", re.IGNORECASE)
 BREADCRUMB_NAV_BYTES = re.compile(BREADCRUMB_NAV.pattern.encode(), re.IGNORECASE)
 MAX_NAV_CHARS = 20_000  # a trail is a few hundred characters; a "nav" larger than this is not one
 CATEGORY_SEPARATOR = " > "
@@ -1282,6 +1282,12 @@ def _brand_form(text: str) -> str:
     return re.sub(r"\W", "", fold(text))
 
 
+def _is_page_url(url: str, page_url: str) -> bool:
+    """A crumb URL that is a product page: this one, or any with a SKU (never a category level)."""
+    absolute = absolute_url(page_url, url)
+    return bool(SKU_IN_URL.search(urlsplit(absolute).path)) or url_without_query(absolute) == url_without_query(page_url)
+
+
 def category_from_trail(crumbs: list[tuple[str, str | None, bool]] | None, page_url: str, brand: str | None,
                         name: str | None) -> tuple[str | None, str | None]:
     """(category, category_path) of a trail: the levels between home and the product without the brand, the
@@ -1294,9 +1300,7 @@ def category_from_trail(crumbs: list[tuple[str, str | None, bool]] | None, page_
         crumbs.pop(0)
     if crumbs:
         last_name, last_url, current = crumbs[-1]
-        last_path = urlsplit(absolute_url(page_url, last_url)).path if last_url else ""
-        if (current or SKU_IN_URL.search(last_path) or (last_url and url_without_query(absolute_url(page_url, last_url)) == url_without_query(page_url))
-                or (name and fold(last_name) == fold(name))):
+        if current or (name and fold(last_name) == fold(name)) or (last_url and _is_page_url(last_url, page_url)):
             crumbs.pop()
     brand_form = _brand_form(brand) if brand else None
     levels = [crumb_name for crumb_name, _, _ in crumbs if not (brand_form and _brand_form(crumb_name) == brand_form)]
