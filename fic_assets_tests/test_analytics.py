@@ -309,6 +309,7 @@ def test_report_numbers_equal_the_summary_functions(tmp_path: Path):
         assert row[1] == f"{record['pieces']:,}" and row[2] == f"{record['images']:,}"
         assert row[7].startswith(summary.format_price(record["price_median"], record["currency"] if isinstance(record["currency"], str) else None))
         assert row[9].startswith(summary.format_share(record["packshot_agreement"]))
+        assert row[10] == summary.MISSING  # seed_small's pieces have no category
     # Alpha: 2 worn of 3 with Se 0.9 / Sp 0.8 -> (2/3 + 0.8 - 1) / 0.7 = 66.7 %; the totals row: 2 of 4.
     assert cells[0][4] == "66.7 %" and cells[-1][4] == summary.format_share((0.5 + 0.8 - 1) / 0.7) == "42.9 %"
     assert "F1 0.900 ± 0.030" in html and "200 labelled images" in html
@@ -373,3 +374,66 @@ def test_asset_writes_the_snapshot_and_the_report_follows_it_in_one_run(tmp_path
     assert "Alpha" in index.read_text(encoding="utf-8")
     with open_snapshot(tmp_path / "analytics") as snap:
         assert snap.version == meta["version"].value and snap.model["version"] is None  # no model promoted here
+
+
+ODD_CATEGORY = 'Herren "Sale" / Ève\'; DROP TABLE pieces; --'
+
+
+def categorised_snapshot(tmp_path: Path) -> Path:
+    """seed_small with categories: a1 `Damen`, a2 / a3 / b1 ODD_CATEGORY (quotes, unicode, SQL), the rest none."""
+    with warehouse.connect(tmp_path / "fic.duckdb") as con:
+        seed_small(con)
+        con.execute("UPDATE pieces SET category = 'Damen', category_path = 'Damen > Jeans' WHERE item_id = 'a1'")
+        con.execute("UPDATE pieces SET category = ?, category_path = ? WHERE item_id IN ('a2', 'a3', 'b1')",
+                    [ODD_CATEGORY, ODD_CATEGORY + " > Schuhe"])
+        write_snapshot(con, snapshot_dir(tmp_path), model=MODEL)
+    return snapshot_dir(tmp_path)
+
+
+def test_snapshot_pieces_carry_the_category_and_the_overview_filters_by_it(tmp_path: Path):
+    """Bad input: a category with quotes, unicode and SQL in it; pieces without any. Filtered by category, every
+    number of a brand is recomputed over those pieces and their images only, the worn share and its interval by
+    corrected_worn_share from the filtered counts."""
+    with open_snapshot(categorised_snapshot(tmp_path)) as snap:
+        pieces = snap.table("pieces").set_index("item_id")
+        assert (pieces.loc["a1", "category"], pieces.loc["a1", "category_path"]) == ("Damen", "Damen > Jeans")
+        assert pieces.loc["b1", "category_path"] == ODD_CATEGORY + " > Schuhe" and pd.isna(pieces.loc["g1", "category"])
+        stored = snap.table("brand_summary").set_index("slug")
+        assert stored.loc["alpha", "top_categories"] == f"{ODD_CATEGORY} 2, Damen 1"
+        assert (stored.loc["beta", "top_categories"], stored.loc["gamma", "top_categories"]) == (f"{ODD_CATEGORY} 1", "")
+        counts = summary.category_counts(snap)
+        assert [None if pd.isna(c) else c for c in counts["category"]] == [ODD_CATEGORY, "Damen", None]
+        assert counts["pieces"].tolist() == [3, 1, 4] and counts["brands"].tolist() == [2, 1, 4]  # None: a4, b2, g1, orphan (not-a-brand)
+
+        errors = summary.ModelErrors.from_model(MODEL)
+        damen = summary.brand_overview(snap, ["Damen"])
+        assert damen["slug"].tolist() == ["alpha"]  # beta and gamma have no piece in it: left out
+        row = damen.iloc[0]
+        assert (row["pieces"], row["images"], row["predicted"], row["worn"], row["errors"]) == (1, 2, 2, 1, 0)
+        assert (row["price_median"], row["top_colours"], row["top_categories"]) == (10.0, "black 1", "Damen 1")
+        expected = summary.corrected_worn_share([1], [2], errors).iloc[0]
+        for column in ("worn_share", "worn_share_low", "worn_share_high"):
+            assert row[column] == pytest.approx(expected[column]), column
+        whole = stored.loc["alpha"]
+        assert (whole["predicted"], whole["worn"]) == (3, 2) and row["worn_share"] != pytest.approx(whole["worn_share"])
+
+        odd = summary.brand_overview(snap, [ODD_CATEGORY]).set_index("slug")
+        assert odd.index.tolist() == ["alpha", "beta"]
+        assert (odd.loc["alpha", "pieces"], odd.loc["alpha", "predicted"], odd.loc["alpha", "errors"]) == (2, 1, 1)
+        assert odd.loc["alpha", "price_median"] == 30.0  # a2 20 EUR, a3 40 USD
+        both = summary.brand_overview(snap, ["Damen", ODD_CATEGORY])
+        totals = summary.overview_totals(snap, both, ["Damen", ODD_CATEGORY])
+        assert (totals["pieces"], totals["predicted"], totals["worn"]) == (4, 3, 2)
+        assert totals["price_median"] == 15.0  # 5, 10, 20, 40
+        pooled = summary.corrected_worn_share([2], [3], errors).iloc[0]
+        assert totals["worn_share"] == pytest.approx(pooled["worn_share"])
+        # The pieces without a category are a choice of their own; the whole list is the unfiltered overview.
+        none = summary.brand_overview(snap, [summary.NO_CATEGORY]).set_index("slug")
+        assert none["pieces"].to_dict() == {"alpha": 1, "beta": 1, "gamma": 1}
+        assert summary.brand_overview(snap, ["no such category"]).empty
+        # The static report lists each brand's top categories, escaped.
+        html = write_report(snap, tmp_path / "report", generated_at=GENERATED).index_html.read_text(encoding="utf-8")
+        assert "<td class=\"colours\">Herren &#34;Sale&#34; / Ève&#39;; DROP TABLE pieces; -- 2, Damen 1</td>" in html
+        every = summary.brand_overview(snap, [*[c for c in counts["category"] if not pd.isna(c)], summary.NO_CATEGORY])
+        unfiltered = summary.brand_overview(snap)
+        assert every.set_index("slug")["pieces"].to_dict() == unfiltered[unfiltered["pieces"] > 0].set_index("slug")["pieces"].to_dict()

@@ -13,6 +13,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -29,9 +30,10 @@ TIMEOUT = 60
 LS_TASK = "http://ls.example:8080/projects/7/data?task=42"
 
 
-def small_snapshot(root: Path) -> Path:
+def small_snapshot(root: Path, categories: dict[str, str] | None = None) -> Path:
     """seed_small's brands (Alpha with predictions, Beta without images, Gamma without prices, Delta and aardvark
-    without pieces), plus a brand with real http thumbnails, an open Label Studio task and a price change."""
+    without pieces), plus a brand with real http thumbnails, an open Label Studio task and a price change.
+    categories: {item_id: category} for the pieces that have one (none by default, as before the shop gave one)."""
     with warehouse.connect(root / "fic.duckdb") as con:
         seed_small(con)
         warehouse.upsert_brands(con, [brand("zeta", "Zeta")])
@@ -48,6 +50,8 @@ def small_snapshot(root: Path) -> Path:
                        VALUES (1, 7, 'http://ls.example:8080/', now(), now(), true)""")
         con.execute("""INSERT INTO label_tasks (project_key, task_id, image_url, project_id, created_at)
                        VALUES (1, 42, 'https://img.example/z2.jpg', 7, now())""")
+        for item_id, category in (categories or {}).items():
+            con.execute("UPDATE pieces SET category = ?, category_path = ? WHERE item_id = ?", [category, category, item_id])
         write_snapshot(con, root / "analytics", model=MODEL)
     return root / "analytics"
 
@@ -98,7 +102,9 @@ def test_overview_shows_the_summary_numbers_filters_and_sorts(snapshot):
     metrics = {m.label: m.value for m in test.metric}
     assert metrics["Worn share (all shown)"] == summary.format_share(totals["worn_share"])
     assert metrics["Brands shown"] == f"{len(overview)} of {len(overview)}"
-    assert "The shop's pages give no category yet, so there is no category filter." in texts(test.sidebar.caption)
+    # seed_small's pieces have no category: no category filter, and a note why.
+    assert "No piece in this snapshot has a category (the shop's pages gave none): no category filter." in texts(test.sidebar.caption)
+    assert not [m for m in test.sidebar.multiselect if m.key == "filter_categories"]
     assert {b.proto.label for b in test.get("download_button")} == {"Download CSV", "Download Parquet"}
 
     test.sidebar.multiselect(key="filter_brands").set_value(["zeta", "gamma"]).run()
@@ -287,3 +293,88 @@ def test_a_new_snapshot_shows_on_the_next_run_and_the_old_one_can_be_pruned(snap
     assert "newcomer" in set(test.dataframe[0].value["slug"])
     assert prune(snapshot, grace_seconds=0) == [first]  # closed once the dashboard moved on
     assert not (snapshot / SNAPSHOTS / first).exists()
+
+
+def same_table(shown: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """The table on screen is `expected` (Streamlit hands a missing currency back as NaN, not None)."""
+    assert [None if pd.isna(c) else c for c in shown["currency"]] == [None if pd.isna(c) else c for c in expected["currency"]]
+    pd.testing.assert_frame_equal(shown.drop(columns="currency"), expected.drop(columns="currency"), check_dtype=False)
+
+
+CATEGORIES = {"a1": "Damen", "a2": "Herren", "z1": "Damen", "z2": "Herren", "b1": HOSTILE}
+
+
+def test_category_filter_recomputes_the_overview_and_works_with_brand_and_price_filters(tmp_path, monkeypatch):
+    """Bad input: a category named `Levi's "501" / Ève`, pieces without a category. The filter offers every category
+    (and "no category given"), all by default; choosing one shows every brand's numbers over only those pieces,
+    recomputed by summary.brand_overview, and the brand and price band filters narrow that further."""
+    root = small_snapshot(tmp_path, CATEGORIES)
+    monkeypatch.setenv("FIC_ANALYTICS_DIR", str(root))
+    test = app()
+    no_traceback(test)
+    box = test.sidebar.multiselect(key="filter_categories")
+    assert box.value == [] and box.options == ["Damen (2 pieces)", "Herren (2 pieces)", f"{HOSTILE} (1 pieces)",
+                                               "no category given (5 pieces)"]
+    with open_snapshot(root) as snap:
+        overview = summary.brand_overview(snap)
+        damen = summary.brand_overview(snap, ["Damen"])
+        damen_totals = summary.overview_totals(snap, damen, ["Damen"])
+        hostile = summary.brand_overview(snap, [HOSTILE, summary.NO_CATEGORY])
+    assert list(test.dataframe[0].value["slug"]) == list(overview["slug"])  # all: the unfiltered overview
+
+    box.set_value(["Damen"]).run()
+    no_traceback(test)
+    shown = test.dataframe[0].value
+    same_table(shown, views.overview_table(views.filter_overview(damen)))
+    assert list(shown["slug"]) == ["alpha", "zeta"] and list(shown["pieces"]) == [1, 1]
+    zeta, whole = shown.set_index("slug").loc["zeta"], overview.set_index("slug").loc["zeta"]
+    assert zeta["price median"] == 30.0 and whole["price_median"] == 42.5  # z1 alone, not z1 and z2
+    assert zeta["worn share %"] != round(whole["worn_share"] * 100, 1)  # z1: one worn, one not; z2 (worn) left out
+    metrics = {m.label: m.value for m in test.metric}
+    assert metrics["Worn share (all shown)"] == summary.format_share(damen_totals["worn_share"])
+    assert metrics["95 % interval"] == summary.format_interval(damen_totals["worn_share_low"], damen_totals["worn_share_high"])
+    assert metrics["Brands shown"] == f"2 of {len(overview)}"
+
+    # Together with the brand filter and the price band (brand medians within Damen: alpha 10, zeta 30).
+    test.sidebar.multiselect(key="filter_brands").set_value(["zeta", "beta"]).run()
+    assert list(test.dataframe[0].value["slug"]) == ["zeta"]  # beta has no Damen piece
+    test.sidebar.multiselect(key="filter_brands").set_value([]).run()
+    test.sidebar.slider(key="filter_price").set_value((6.0, 20.0)).run()
+    no_traceback(test)
+    assert list(test.dataframe[0].value["slug"]) == ["alpha"]
+    test.sidebar.slider(key="filter_price").set_value((6.0, 43.0)).run()
+
+    box = test.sidebar.multiselect(key="filter_categories")
+    box.set_value([HOSTILE, summary.NO_CATEGORY]).run()
+    no_traceback(test)
+    same_table(test.dataframe[0].value, views.overview_table(views.filter_overview(hostile)))
+    assert test.dataframe[0].value.set_index("slug").loc["beta", "pieces"] == 2  # b1 (HOSTILE) and b2 (none)
+    test.sidebar.multiselect(key="filter_categories").set_value([]).run()
+    assert list(test.dataframe[0].value["slug"]) == list(overview["slug"])
+
+
+def test_snapshot_written_before_categories_shows_the_overview_without_a_category_filter(tmp_path, monkeypatch):
+    """Bad input: a snapshot from the code before categories (pieces without `category` / `category_path`,
+    brand_summary without `top_categories`, a manifest that lists neither): the overview shows, with a note."""
+    import duckdb
+    import json
+
+    root = small_snapshot(tmp_path, CATEGORIES)
+    with open_snapshot(root) as snap:
+        folder = snap.path
+    con = duckdb.connect()
+    for table, dropped in (("pieces", "category, category_path"), ("brand_summary", "top_categories")):
+        path = folder / f"{table}.parquet"
+        con.execute(f"COPY (SELECT * EXCLUDE ({dropped}) FROM read_parquet(?)) TO ? (FORMAT parquet)", [str(path), str(path) + ".old"])
+        (folder / f"{table}.parquet.old").replace(path)
+    con.close()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for entry in manifest["tables"].values():
+        entry["columns"] = [c for c in entry["columns"] if c not in ("category", "category_path", "top_categories")]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("FIC_ANALYTICS_DIR", str(root))
+    test = app()
+    no_traceback(test)
+    assert "No piece in this snapshot has a category (the shop's pages gave none): no category filter." in texts(test.sidebar.caption)
+    shown = test.dataframe[0].value
+    assert len(shown) > 0 and set(shown["top categories"]) == {""}

@@ -23,6 +23,7 @@ from fic_crawler.parsing import (
     PRODUCT_KEYS,
     NoProductError,
     canonical_url,
+    category_from_listing,
     image_records,
     item_id_for,
     lowest_offer,
@@ -169,7 +170,11 @@ def test_html_truncated_inside_the_json_ld_falls_back_to_markup():
     html = saved("zalando_de_product.html")
     cut = html[: html.index('"offers"') + 20]
     product = parse_product(cut, LEVIS_URL)
-    assert read_alike(product) == read_alike(parse_saved("zalando_de_product.html")) and product["parsed_by"] == "html"
+    whole = parse_saved("zalando_de_product.html")
+    # The BreadcrumbList came after the Product script, so the cut took the category with it (the markup has no trail).
+    assert (product["category"], product["category_path"]) == (None, None)
+    assert read_alike({**product, "category": whole["category"], "category_path": whole["category_path"]}) == read_alike(whole)
+    assert product["parsed_by"] == "html"
 
 
 def test_html_truncated_before_the_h1_is_no_product():
@@ -391,7 +396,7 @@ def demo_sample():
 
 
 def expected_from_catalogue(product, base_url: str) -> dict:
-    from fic_assets.demo.shop.catalogue import image_url
+    from fic_assets.demo.shop.catalogue import CATEGORIES, image_url
 
     priced = product.page_defect != "missing_price"
     images = [] if product.page_defect == "truncated" else [
@@ -403,6 +408,9 @@ def expected_from_catalogue(product, base_url: str) -> dict:
         # Without a usable Product the markup answers; without offers the JSON-LD is completed from it.
         "parsed_by": {"no_jsonld": "html", "broken_jsonld": "html", "truncated": "html", "missing_price": "json-ld+html"}.get(
             product.page_defect or "", "json-ld"),
+        # The trail Startseite > category > brand > product: home, brand and product left out. Pages without a usable
+        # JSON-LD BreadcrumbList (no_jsonld) read the same from the visible breadcrumb <nav>.
+        "category": CATEGORIES[product.category], "category_path": CATEGORIES[product.category],
     }
 
 
@@ -678,3 +686,143 @@ def test_saved_real_shape_pages_cross_check_by_text_as_by_dom(name):
     assert header_dom_disagreements(page.header_fragment, url, page.language, stated) == set()
     assert _header_text_agrees(page.header_fragment, url, page.language, *stated)
     assert not [note for note in notes if note.startswith("json_ld_disagrees")]
+
+
+# --- category: the breadcrumb trail ---------------------------------------------------------------------
+
+
+def test_saved_pages_read_the_category_from_the_json_ld_breadcrumb_without_the_brand():
+    """Real-shape trail `Herren > Jeans > Levi's®` (no home, no product crumb): the brand crumb is left out."""
+    product = parse_saved("zalando_de_product.html")
+    assert (product["category"], product["category_path"], product["parsed_by"]) == ("Herren", "Herren > Jeans", "json-ld")
+    assert (parse_saved("zalando_de_brand_in_h1.html")["category"], parse_saved("zalando_de_brand_in_h1.html")["category_path"]) == ("Herren", "Herren")
+    # A page without any breadcrumb (JSON-LD or visible) has no category, not a guess.
+    assert (parse_saved("zalando_co_uk_product.html")["category"], parse_saved("zalando_co_uk_product.html")["category_path"]) == (None, None)
+
+
+def breadcrumb(*elements: object, **extra: object) -> dict:
+    return {"@context": "https://schema.org", "@type": "BreadcrumbList", "itemListElement": list(elements), **extra}
+
+
+def crumb(position: object, name: object, url: object = None) -> dict:
+    element = {"@type": "ListItem", "position": position, "name": name}
+    if url is not None:
+        element["item"] = url
+    return element
+
+
+BREADCRUMB_NAV = (
+    '<nav class="q1 w2" aria-label="Breadcrumb"><ol><li><a href="/">Startseite</a></li>'
+    '<li><a href="/damen-home/">Damen</a></li><li><a href="/damen-schuhe/">Schuhe</a></li>'
+    '<li><a href="/brand-path/">Levi&#39;s</a></li>'
+    '<li><span aria-current="page">501 ORIGINAL - Jeans Straight Leg</span></li></ol></nav>'
+)
+
+
+def with_nav(html: str, nav: str = BREADCRUMB_NAV) -> str:
+    return html.replace("<body>", "<body>" + nav, 1)
+
+
+def test_json_ld_trail_leaves_out_home_brand_and_product_and_sorts_by_position():
+    trail = breadcrumb(crumb(3, "Jeans", "/herren-jeans/"), crumb(1, "Startseite", "https://shop.test/"),
+                       crumb(4, "Levi’s", "/brand-path/"), crumb(2, "Herren", "/herren-home/"),
+                       crumb(5, "501 ORIGINAL - Jeans Straight Leg", OWN_SKU_URL))
+    product, notes = parsed(product_page(json_ld=ld(own_product()) + ld(trail)))
+    assert (product["category"], product["category_path"]) == ("Herren", "Herren > Jeans")
+    assert product["parsed_by"] == "json-ld" and notes == []  # read from the decoded JSON-LD: no DOM built
+
+
+def test_breadcrumb_of_a_webpage_node_and_in_a_graph():
+    page = {"@context": "https://schema.org", "@graph": [
+        own_product(), {"@type": "WebPage", "breadcrumb": breadcrumb(crumb(1, "Herren", {"@id": "/herren-home/", "name": "x"}))}]}
+    product, _ = parsed(product_page(json_ld=ld(page)))
+    assert (product["category"], product["category_path"]) == ("Herren", "Herren")  # the ListItem's own name first
+
+
+@pytest.mark.parametrize(
+    ("bad_input", "trail"),
+    [
+        ("itemListElement missing", {"@type": "BreadcrumbList"}),
+        ("itemListElement a string", {"@type": "BreadcrumbList", "itemListElement": "Herren > Jeans"}),
+        ("itemListElement a number", {"@type": "BreadcrumbList", "itemListElement": 3}),
+        ("itemListElement empty", breadcrumb()),
+        ("an element that is a string", breadcrumb("Herren", crumb(2, "Jeans"))),
+        ("a name that is a number", breadcrumb(crumb(1, 42), crumb(2, "Jeans"))),
+        ("a name that is a list", breadcrumb(crumb(1, ["Herren"]), crumb(2, "Jeans"))),
+        ("a name that is null, no item", breadcrumb(crumb(1, None), crumb(2, "Jeans"))),
+        ("an item object whose name is an object", breadcrumb({"position": 1, "item": {"@id": "/h/", "name": {"de": "Herren"}}})),
+        ("a name of blanks only", breadcrumb(crumb(1, "  \n "), crumb(2, "Jeans"))),
+    ],
+)
+def test_unreadable_breadcrumb_list_gives_no_category_and_is_noted(bad_input, trail):
+    """A trail with a hole would file the piece under the wrong level: no category at all, and the item is kept."""
+    product, notes = parsed(product_page(json_ld=ld(own_product()) + ld(trail)))
+    assert (product["category"], product["category_path"]) == (None, None), bad_input
+    assert product["name"] == "501 ORIGINAL - Jeans Straight Leg" and "breadcrumb_invalid" in notes
+
+
+@pytest.mark.parametrize(
+    ("bad_input", "trail", "expected"),
+    [
+        ("unicode, quotes and an entity in the names",
+         breadcrumb(crumb(1, 'Damen "Sale" \u2019s'), crumb(2, "Schuhe &amp; Stiefel"), crumb(3, "Ĺódź Ünïcødé 👟")),
+         ('Damen "Sale" \u2019s', 'Damen "Sale" \u2019s > Schuhe & Stiefel > Ĺódź Ünïcødé 👟')),
+        ("positions that are not numbers (document order kept)",
+         breadcrumb(crumb(True, "Herren"), crumb({"n": 2}, "Jeans")), ("Herren", "Herren > Jeans")),
+        ("positions as digit strings", breadcrumb(crumb("2", "Jeans"), crumb("1", "Herren")), ("Herren", "Herren > Jeans")),
+        ("itemListElement one object instead of a list", {"@type": "BreadcrumbList", "itemListElement": crumb(1, "Herren")}, ("Herren", "Herren")),
+        ("an item URL that is a number", breadcrumb(crumb(1, "Herren", 7)), ("Herren", "Herren")),
+        ("only home and the brand", breadcrumb(crumb(1, "Startseite", "/"), crumb(2, "LEVI'S", "/brand-path/")), (None, None)),
+    ],
+)
+def test_odd_but_readable_breadcrumb_lists(bad_input, trail, expected):
+    product, notes = parsed(product_page(json_ld=ld(own_product()) + ld(trail)))
+    assert (product["category"], product["category_path"]) == expected, bad_input
+    assert "breadcrumb_invalid" not in notes
+
+
+def test_visible_breadcrumb_nav_answers_without_a_dom_when_the_json_ld_has_no_breadcrumb_list():
+    product, notes = parsed(with_nav(product_page(json_ld=ld(own_product()))))
+    assert (product["category"], product["category_path"]) == ("Damen", "Damen > Schuhe")
+    # The nav is read as a fragment: the page's DOM is still not built.
+    assert product["parsed_by"] == "json-ld" and notes == ["category_from_markup"]
+    # The markup alone (no JSON-LD at all, a DOM built) reads the same trail; so does a page whose BreadcrumbList is bad.
+    html_only, _ = parsed(with_nav(product_page()))
+    assert (html_only["category_path"], html_only["parsed_by"]) == ("Damen > Schuhe", "html")
+    bad, notes = parsed(with_nav(product_page(json_ld=ld(own_product()) + ld(breadcrumb("Herren")))))
+    assert bad["category_path"] == "Damen > Schuhe" and notes == ["breadcrumb_invalid", "category_from_markup"]
+
+
+@pytest.mark.parametrize(
+    ("bad_input", "nav"),
+    [
+        ("a breadcrumb nav never closed", '<nav aria-label="breadcrumb"><ol><li><a href="/h/">Herren</a></li>'),
+        ("a breadcrumb nav quoted in a script's text", '<script>var t = \'<nav aria-label="breadcrumb"><a href="/h/">Herren</a></nav>\';</script>'),
+        ("a breadcrumb nav without entries", '<nav aria-label="breadcrumb"><ol><li> </li></ol></nav>'),
+        ("a nav that is not a breadcrumb", '<nav aria-label="main"><a href="/herren-home/">Herren</a></nav>'),
+    ],
+)
+def test_no_visible_breadcrumb_gives_no_category(bad_input, nav):
+    product, _ = parsed(with_nav(product_page(json_ld=ld(own_product())), nav))
+    assert (product["category"], product["category_path"]) == (None, None), bad_input
+
+
+@pytest.mark.parametrize(
+    ("listing_url", "expected"),
+    [
+        ("https://shop.test/women-clothing/levis/", "women-clothing"),
+        ("https://shop.test/damen%20sale/levis/?p=2", "damen sale"),
+        ("https://shop.test/levis/", None),  # a brand listing names no category
+        ("https://shop.test/a/b/c/", None),
+        (None, None),
+    ],
+)
+def test_category_from_the_listing_url(listing_url, expected):
+    assert category_from_listing(listing_url) == expected
+
+
+def test_breadcrumb_nav_is_found_by_its_aria_label_not_its_class():
+    """Bad input: a menu <nav> whose (hashed) class happens to contain "breadcrumb", before the real trail."""
+    decoy = '<nav class="breadcrumb-xY1" aria-label="main"><a href="/herren-home/">Herren</a></nav>'
+    product, notes = parsed(with_nav(product_page(json_ld=ld(own_product())), decoy + BREADCRUMB_NAV))
+    assert (product["category"], product["category_path"]) == ("Damen", "Damen > Schuhe") and product["parsed_by"] == "json-ld"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from fic_assets.demo.shop.catalogue import PAGE_DEFECT_PLACES, catalogue_for
+from fic_assets.demo.shop.catalogue import CATEGORIES, PAGE_DEFECT_PLACES, catalogue_for
 from fic_assets.demo.shop.pages import PAGE_SIZE
 from fic_assets_tests.conftest import require
 from fic_crawler.parsing import PRODUCT_KEYS
@@ -108,6 +108,8 @@ def test_crawled_products_match_the_catalogue(brand_crawl: Crawl, demo_shop_url:
         assert item["brand_slug"] == product.brand.path
         assert item["listing_url"].startswith(f"{demo_shop_url}/{product.brand.path}/")
         assert item["url"] == demo_shop_url + product.path
+        # The breadcrumb (JSON-LD, or the visible nav on the no_jsonld / broken_jsonld pages) names the category.
+        assert (item["category"], item["category_path"]) == (CATEGORIES[product.category], CATEGORIES[product.category])
         if product.page_defect == "missing_price":
             assert (item["price"], item["currency"]) == (None, None)
         else:
@@ -331,3 +333,45 @@ def test_bad_product_pages_give_items_or_recorded_drops_and_never_crash_the_craw
     # JSON-LD wins and the disagreement is counted: the 29.95 page, and the price object's 19.95 (both show 39,95 €).
     assert result.stats["fic/parse/json_ld_disagrees/price"] == 2
     assert f"{shop}/disagrees-le221a000-k15.html: JSON-LD and markup disagree on the price: JSON-LD 29.95 (kept), markup 39.95" in result.log
+
+
+def test_category_falls_back_to_the_listing_url_and_a_bad_breadcrumb_never_crashes_the_crawl(tmp_path: Path):
+    """Bad input: a BreadcrumbList whose itemListElement is a string, one whose names are numbers, a page with no
+    trail at all. Found on `/jeans/brand-path/` they take the listing's category; fetched alone they have none."""
+    from fic_assets_tests.test_parsing import ld, own_product, product_page
+
+    def page(sku: str, *extra: dict) -> bytes:
+        return product_page(json_ld=ld(own_product(sku=sku)) + "".join(ld(block) for block in extra)).encode()
+
+    bad_breadcrumbs = {
+        "/string-le221a000-k21.html": page("LE221A000-K21", {"@type": "BreadcrumbList", "itemListElement": "Herren > Jeans"}),
+        "/numbers-le221a000-k22.html": page("LE221A000-K22", {"@type": "BreadcrumbList", "itemListElement": [{"position": 1, "name": 7}]}),
+        "/none-le221a000-k23.html": page("LE221A000-K23"),
+    }
+    good = {"/good-le221a000-k24.html": page("LE221A000-K24", {"@type": "BreadcrumbList", "itemListElement": [
+        {"position": 1, "name": "Herren"}, {"position": 2, "name": "Jeans \"Straight\" ✓"}]})}
+    listing = "<html><body>" + "".join(f'<article><a href="{path}">x</a></article>' for path in {**bad_breadcrumbs, **good}) + "</body></html>"
+    pages = {"/robots.txt": b"User-agent: *\n", "/jeans/brand-path/": listing.encode(), **bad_breadcrumbs, **good,
+             # the same products under other URLs, fetched alone (no listing): the item keeps category None
+             **{path.replace("-le221a000", "-alone-le221a000").replace("k2", "k3"): body.replace(b"LE221A000-K2", b"LE221A000-K3")
+                for path, body in bad_breadcrumbs.items()}}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BadPages)
+    server.pages = pages  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        shop = f"http://127.0.0.1:{server.server_address[1]}"
+        alone = ",".join(shop + path for path in pages if "-alone-" in path)
+        result = crawl(tmp_path, shop, "-a", "brands=brand-path", "-a", "category=jeans", "-a", f"product_urls={alone}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0 and result.stats["finish_reason"] == "finished", result.log[-3000:]
+    assert "Traceback" not in result.log
+    categories = {item["sku"]: (item["category"], item["category_path"]) for item in result.items}
+    assert categories == {
+        "LE221A000-K21": ("jeans", "jeans"), "LE221A000-K22": ("jeans", "jeans"), "LE221A000-K23": ("jeans", "jeans"),
+        "LE221A000-K24": ("Herren", 'Herren > Jeans "Straight" ✓'),  # the page's own trail wins over the listing's
+        "LE221A000-K31": (None, None), "LE221A000-K32": (None, None), "LE221A000-K33": (None, None),
+    }
+    assert result.stats["fic/parse/category_from_listing"] == 3
+    assert result.stats["fic/parse/breadcrumb_invalid"] == 4

@@ -369,3 +369,59 @@ def test_duckdb_file_of_the_old_code_opens_with_image_rejects_in_the_schema(tmp_
             store_rejects(con, result)
             urls = [row[0] for row in con.execute("SELECT image_url FROM image_rejects ORDER BY image_url").fetchall()]
     assert urls == (["http://shop/img/new.jpg", "http://shop/img/old.jpg"] if had_rejects else ["http://shop/img/new.jpg"])
+
+
+# The pieces table before it had a category (the code before issue 15).
+OLD_PIECES_DDL = """CREATE TABLE pieces (
+    item_id TEXT PRIMARY KEY, sku TEXT, name TEXT NOT NULL, brand TEXT NOT NULL, brand_slug TEXT NOT NULL,
+    price DOUBLE, currency TEXT, colour TEXT, url TEXT NOT NULL, first_seen TIMESTAMPTZ NOT NULL, last_seen TIMESTAMPTZ NOT NULL
+)"""
+
+
+def test_duckdb_file_without_the_category_columns_gains_them_and_keeps_its_pieces(tmp_path):
+    """Bad input: a DuckDB file whose pieces table predates `category` / `category_path`, holding a piece. It opens
+    (twice: the second open meets the columns the first one added), the old piece keeps its row with NULL
+    categories, and a crawl that names one fills it in."""
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(OLD_PIECES_DDL)
+    con.execute("INSERT INTO pieces VALUES ('A', 'A', 'Jeans A', 'Levi''s', 'levis', 34.99, 'EUR', 'blue', 'http://shop/A.html', now(), now())")
+    con.close()
+    for _ in range(2):
+        with warehouse.connect(path) as con:
+            assert warehouse.table_columns(con, "pieces")[-2:] == ["category", "category_path"]
+            assert con.execute("SELECT name, category, category_path FROM pieces").fetchall() == [("Jeans A", None, None)]
+    with warehouse.connect(path) as con:
+        result = warehouse.upsert_items(con, [item("A", category="Herren", category_path="Herren > Jeans")])
+        assert (result.pieces, result.pieces_new) == (1, 0)
+        assert con.execute("SELECT category, category_path FROM pieces").fetchall() == [("Herren", "Herren > Jeans")]
+
+
+@pytest.mark.parametrize(
+    ("bad_input", "later"),
+    [
+        ("a later crawl whose items carry no category keys (an old feed)", {}),
+        ("a later crawl with category None", {"category": None, "category_path": None}),
+        ("a later crawl with blank categories", {"category": "  ", "category_path": ""}),
+        ("a later crawl with a category that is not text", {"category": 7, "category_path": ["Herren"]}),
+    ],
+)
+def test_a_crawl_without_a_category_keeps_the_known_one(db_path, bad_input, later):
+    t0 = warehouse.utcnow()
+    with warehouse.connect(db_path) as con:
+        warehouse.upsert_items(con, [item("A", category="Damen", category_path="Damen > Schuhe")], seen_at=t0)
+        counts = warehouse.table_counts(con)
+        warehouse.upsert_items(con, [item("A", price=29.95, **later)], seen_at=t0 + timedelta(days=1))
+        row = con.execute("SELECT category, category_path, price FROM pieces").fetchone()
+        assert warehouse.table_counts(con)["pieces"] == counts["pieces"]
+    assert row == ("Damen", "Damen > Schuhe", 29.95), bad_input  # the price moved, the category stayed
+
+
+def test_category_with_quotes_and_unicode_round_trips_and_a_new_one_replaces_the_old(db_path):
+    odd = 'Damen "Sale" \u2019s; DROP TABLE pieces; --'
+    with warehouse.connect(db_path) as con:
+        warehouse.upsert_items(con, [item("A", category=odd, category_path=f"{odd} > Ĺódź 👟")])
+        assert con.execute("SELECT category, category_path FROM pieces").fetchone() == (odd, f"{odd} > Ĺódź 👟")
+        warehouse.upsert_items(con, [item("A", category="Herren", category_path="Herren")])
+        warehouse.upsert_items(con, [item("A", category="Herren", category_path="Herren")])  # idempotent
+        assert con.execute("SELECT category, category_path FROM pieces").fetchall() == [("Herren", "Herren")]

@@ -62,6 +62,10 @@ class ProductItem(scrapy.Item):
     url = scrapy.Field()
     images = scrapy.Field()  # [{url, position, is_packshot}]
     parsed_by = scrapy.Field()  # json-ld | json-ld+html | html: what answered (parsing.PARSED_BY)
+    # The shop's breadcrumb trail without home, brand and product (parsing.page_category), else the listing URL's
+    # category segment; None when neither says one.
+    category = scrapy.Field()  # the first level: `Herren`, `Damenbekleidung`
+    category_path = scrapy.Field()  # every level, " > "-joined: `Herren > Jeans`
     # where the crawl found it
     brand_slug = scrapy.Field()
     listing_url = scrapy.Field()

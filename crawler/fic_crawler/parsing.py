@@ -28,7 +28,8 @@ from price_parser import Price
 
 logger = logging.getLogger(__name__)
 
-PRODUCT_KEYS = ("item_id", "sku", "name", "brand", "price", "currency", "colour", "url", "images", "parsed_by")
+PRODUCT_KEYS = ("item_id", "sku", "name", "brand", "price", "currency", "colour", "url", "images", "parsed_by",
+                "category", "category_path")
 # parsed_by: the JSON-LD alone (no DOM built), the JSON-LD completed from the markup (a DOM was built), the markup.
 PARSED_BY = ("json-ld", "json-ld+html", "html")
 SKU_IN_URL = re.compile(r"-([a-z0-9]{9}-[a-z0-9]{3})\.html", re.IGNORECASE)
@@ -970,7 +971,9 @@ def _product(page: Page, notes: list[str]) -> dict:
         markup = page.markup
         return [markup.name, clean_text("".join(markup.h1.itertext()))] if markup.h1 is not None else []
 
-    node = pick_product(json_ld_nodes(page.content, notes, page.encoding), url_sku, page_urls=lambda: [url, page.canonical or ""], heading=heading)
+    # A list (pick_product reads every node anyway): the BreadcrumbList among them gives the category.
+    nodes = list(json_ld_nodes(page.content, notes, page.encoding))
+    node = pick_product(nodes, url_sku, page_urls=lambda: [url, page.canonical or ""], heading=heading)
     if node is None:
         if page.too_large:
             raise NoProductError(
@@ -1008,6 +1011,7 @@ def _product(page: Page, notes: list[str]) -> dict:
         _noted(lambda: image_urls, "images_from_markup", node, notes)
     if node:
         _cross_check(page, node, name, price, notes)
+    category, category_path = page_category(page, nodes, brand, name, notes)
     return {
         "item_id": item_id_for(sku, url),
         "sku": sku,
@@ -1019,6 +1023,8 @@ def _product(page: Page, notes: list[str]) -> dict:
         "url": url,
         "images": image_records(image_urls),
         "parsed_by": "html" if not node else "json-ld+html" if page.dom_built else "json-ld",
+        "category": category,
+        "category_path": category_path,
     }
 
 
@@ -1160,6 +1166,168 @@ def brand_path(page: str | Selector, url: str) -> str | None:
     if link is None:
         return None
     return unquote(urlsplit(urljoin(url, link.get("href", "").strip())).path.strip("/")) or None
+
+
+# --- category (breadcrumb trail) ------------------------------------------------------------------------
+# The shop's trail is home > category levels > (maybe the brand) > the product. Real zalando pages start at the
+# gender level (`Herren > Jeans > Levi's®`, no home, no product); the demo's at `Startseite`. Read from the
+# already-decoded JSON-LD nodes (no DOM, no second scan), else from a visible breadcrumb <nav> (a fragment of the
+# page, or the DOM when one was built anyway). A trail that cannot be read right gives no category: never a guess.
+
+HOME_NAMES = frozenset({"startseite", "home", "homepage", "zalando", "accueil"})
+BREADCRUMB_TYPE = "breadcrumblist"
+# A breadcrumb <nav> is named so by its aria-label (the WAI-ARIA pattern); class names are hashed on the real site.
+BREADCRUMB_NAV = re.compile(r"""<nav\b[^>]*\baria-label\s*=\s*["']?[^"'>]*breadcrumb[^>]*>""", re.IGNORECASE)
+BREADCRUMB_NAV_BYTES = re.compile(BREADCRUMB_NAV.pattern.encode(), re.IGNORECASE)
+MAX_NAV_CHARS = 20_000  # a trail is a few hundred characters; a "nav" larger than this is not one
+CATEGORY_SEPARATOR = " > "
+
+
+def _is_type(node: Any, name: str) -> bool:
+    if not isinstance(node, dict):
+        return False
+    types = node.get("@type")
+    types = types if isinstance(types, list) else [types]
+    return any(isinstance(t, str) and t.rsplit("/", 1)[-1].lower() == name for t in types)
+
+
+def _json_ld_trail(breadcrumbs: dict) -> list[tuple[str, str | None, bool]] | None:
+    """The crumbs of one BreadcrumbList in position order; None when any element is unreadable (not an object, a
+    name that is not a non-empty string, an itemListElement that is not a list), since a trail with a hole in it
+    would put a piece under the wrong level."""
+    elements = breadcrumbs.get("itemListElement")
+    if isinstance(elements, dict):
+        elements = [elements]
+    if not isinstance(elements, list) or not elements:
+        return None
+    crumbs = []
+    for index, element in enumerate(elements):
+        if not isinstance(element, dict):
+            return None
+        item = element.get("item")
+        name = element.get("name")
+        url = item if isinstance(item, str) else None
+        if isinstance(item, dict):
+            name = name if name is not None else item.get("name")
+            url = next((value for value in (item.get("@id"), item.get("url")) if isinstance(value, str)), None)
+        name = clean_text(name) if isinstance(name, str) else None
+        if name is None:
+            return None
+        position = element.get("position")
+        if isinstance(position, str) and position.strip().isdigit():
+            position = int(position)
+        crumbs.append((position if isinstance(position, int) and not isinstance(position, bool) else None, index, name, url))
+    if all(position is not None for position, *_ in crumbs):
+        crumbs.sort(key=lambda crumb: (crumb[0], crumb[1]))
+    return [(name, (url.strip() or None) if url else None, False) for _, _, name, url in crumbs]
+
+
+def json_ld_breadcrumbs(nodes: Iterable[dict], notes: list[str]) -> list[tuple[str, str | None, bool]] | None:
+    """The first readable BreadcrumbList among the JSON-LD nodes (also a WebPage's `breadcrumb`); None when there
+    is none, noted `breadcrumb_invalid` when there was one but none could be read."""
+    found = False
+    for node in nodes:
+        candidate = node if _is_type(node, BREADCRUMB_TYPE) else node.get("breadcrumb")
+        if not _is_type(candidate, BREADCRUMB_TYPE):
+            continue
+        found = True
+        trail = _json_ld_trail(candidate)
+        if trail is not None:
+            return trail
+    if found:
+        notes.append("breadcrumb_invalid")
+    return None
+
+
+def breadcrumb_nav_root(content: str | bytes, encoding: str = "utf-8") -> etree._Element | None:
+    """The page's visible breadcrumb <nav>, parsed alone (no DOM of the page): None when there is none."""
+    pattern = BREADCRUMB_NAV_BYTES if isinstance(content, bytes) else BREADCRUMB_NAV
+    end_tag = b"</nav" if isinstance(content, bytes) else "</nav"
+    for match in pattern.finditer(content):
+        if not _in_markup(content, match.start()):
+            continue
+        end = content.find(end_tag, match.end(), match.end() + MAX_NAV_CHARS)
+        if end == -1:
+            continue
+        fragment = content[match.start() : end]
+        text = fragment.decode(encoding, errors="replace") if isinstance(fragment, bytes) else fragment
+        document = f"<html><body>{text}</nav></body></html>".encode("utf-8")
+        return etree.fromstring(document, FRAGMENT_PARSER)
+    return None
+
+
+def nav_breadcrumbs(root: etree._Element | None) -> list[tuple[str, str | None, bool]] | None:
+    """The crumbs of the first breadcrumb <nav> under `root`: its list items (else its links), each with its link
+    and whether it is marked the current page (`aria-current`)."""
+    if root is None:
+        return None
+    navs = root.xpath("//nav[contains(translate(@aria-label, 'ABCDEMRU', 'abcdemru'), 'breadcrumb')]")
+    if not navs:
+        return None
+    entries = navs[0].xpath(".//li") or navs[0].xpath(".//a")
+    crumbs = []
+    for entry in entries:
+        name = clean_text("".join(entry.itertext()))
+        if not name:
+            continue
+        links = [entry] if entry.tag == "a" else entry.xpath(".//a[@href]")
+        url = ((links[0].get("href") or "").strip() or None) if links else None
+        current = bool(entry.xpath("descendant-or-self::*[@aria-current]"))
+        crumbs.append((name, url, current))
+    return crumbs or None
+
+
+def _brand_form(text: str) -> str:
+    """`Levi's®`, `Levi’s` and `LEVIS` alike: the brand as the trail may spell it."""
+    return re.sub(r"\W", "", fold(text))
+
+
+def _is_page_url(url: str, page_url: str) -> bool:
+    """A crumb URL that is a product page: this one, or any with a SKU (never a category level)."""
+    absolute = absolute_url(page_url, url)
+    return bool(SKU_IN_URL.search(urlsplit(absolute).path)) or url_without_query(absolute) == url_without_query(page_url)
+
+
+def category_from_trail(crumbs: list[tuple[str, str | None, bool]] | None, page_url: str, brand: str | None,
+                        name: str | None) -> tuple[str | None, str | None]:
+    """(category, category_path) of a trail: the levels between home and the product without the brand, the
+    first of them the category; (None, None) when none is left."""
+    if not crumbs:
+        return None, None
+    crumbs = list(crumbs)
+    first_name, first_url, _ = crumbs[0]
+    if fold(first_name) in HOME_NAMES or (first_url and urlsplit(absolute_url(page_url, first_url)).path in ("", "/")):
+        crumbs.pop(0)
+    if crumbs:
+        last_name, last_url, current = crumbs[-1]
+        if current or (name and fold(last_name) == fold(name)) or (last_url and _is_page_url(last_url, page_url)):
+            crumbs.pop()
+    brand_form = _brand_form(brand) if brand else None
+    levels = [crumb_name for crumb_name, _, _ in crumbs if not (brand_form and _brand_form(crumb_name) == brand_form)]
+    if not levels:
+        return None, None
+    return levels[0], CATEGORY_SEPARATOR.join(levels)
+
+
+def page_category(page: Page, nodes: list[dict], brand: str | None, name: str | None, notes: list[str]) -> tuple[str | None, str | None]:
+    """The product's (category, category_path): the JSON-LD BreadcrumbList, else the visible breadcrumb <nav>
+    (the page's DOM when it was built anyway, else the nav alone), else (None, None)."""
+    found = category_from_trail(json_ld_breadcrumbs(nodes, notes), page.url, brand, name)
+    if found[0] is None:
+        root = page.markup.root if page.dom_built else breadcrumb_nav_root(page.content, page.encoding)
+        found = category_from_trail(nav_breadcrumbs(root), page.url, brand, name)
+        if found[0] is not None:
+            notes.append("category_from_markup")
+    return found
+
+
+def category_from_listing(listing_url: str | None) -> str | None:
+    """The category segment of a `/{category}/{brand-path}/` listing URL (the crawl's last resort); None for a
+    brand listing `/{brand-path}/`."""
+    if not listing_url:
+        return None
+    segments = [segment for segment in urlsplit(listing_url).path.split("/") if segment]
+    return clean_text(unquote(segments[0])) if len(segments) == 2 else None
 
 
 # --- brand index and listings ---------------------------------------------------------------------------

@@ -35,15 +35,33 @@ class Opened:
     overview: pd.DataFrame
     lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False
-    totals: dict = field(default_factory=dict)  # brands shown (slugs) -> overview_totals: later visitors reuse it
+    totals: dict = field(default_factory=dict)  # (brands shown, categories) -> overview_totals: later visitors reuse it
+    by_category: dict = field(default_factory=dict)  # categories chosen -> brand_overview over them
+    category_labels: dict | None = None  # views.category_options, read once
 
-    def totals_of(self, rows: pd.DataFrame) -> dict:
-        key = tuple(rows["slug"])
+    def totals_of(self, rows: pd.DataFrame, categories: tuple[str, ...] | None = None) -> dict:
+        key = (tuple(rows["slug"]), categories)
         if key not in self.totals:
             if len(self.totals) >= 64:
                 self.totals.pop(next(iter(self.totals)))
-            self.totals[key] = summary.overview_totals(self.snap, rows)
+            self.totals[key] = summary.overview_totals(self.snap, rows, None if categories is None else list(categories))
         return self.totals[key]
+
+    def categories(self) -> dict:
+        if self.category_labels is None:
+            self.category_labels = views.category_options(self.snap)
+        return self.category_labels
+
+    def overview_of(self, categories: tuple[str, ...] | None) -> pd.DataFrame:
+        """The overview, or with categories chosen every brand's numbers over only those pieces (recomputed by
+        summary.brand_overview: the worn share and its interval from the filtered counts)."""
+        if categories is None:
+            return self.overview
+        if categories not in self.by_category:
+            if len(self.by_category) >= 32:
+                self.by_category.pop(next(iter(self.by_category)))
+            self.by_category[categories] = summary.brand_overview(self.snap, list(categories))
+        return self.by_category[categories]
 
 
 @st.cache_resource
@@ -86,19 +104,31 @@ def downloads(frame: pd.DataFrame, name: str) -> None:
 
 
 def overview_page(current: Opened) -> None:
-    snap, overview = current.snap, current.overview
+    snap, everything = current.snap, current.overview
     st.title("Brand overview")
     st.caption(summary.model_caveat(snap.model))
-    if overview.empty:
+    if everything.empty:
         st.info("The snapshot has no brands yet: materialize `brands` and crawl them (`scripts/demo` does it all); "
                 "the next analytics snapshot will list them.")
         return
-    names = dict(zip(overview["slug"], overview["name"].astype(str)))
+    names = dict(zip(everything["slug"], everything["name"].astype(str)))
     with st.sidebar:
         st.subheader("Filters")
         chosen = st.multiselect("Brands", list(names), format_func=lambda slug: names[slug], key="filter_brands",
                                 placeholder="all brands")
-        prices = views.price_range(overview)
+        labels = current.categories()
+        categories = None
+        if labels:
+            picked = st.multiselect("Categories", list(labels), format_func=labels.get, key="filter_categories",
+                                    placeholder="all categories",
+                                    help="the shop's category (its breadcrumb, else the listing): every number is "
+                                         "recomputed over the pieces in these categories and their images")
+            categories = tuple(picked) or None
+        else:
+            st.caption("No piece in this snapshot has a category (the shop's pages gave none): no category filter.")
+        overview = current.overview_of(categories)
+        # The slider's ends stay those of every brand, so choosing a category does not move a band already set.
+        prices = views.price_range(everything)
         band = None
         if prices is None:
             st.caption("No brand has a price yet: no price band filter.")
@@ -108,12 +138,11 @@ def overview_page(current: Opened) -> None:
             if tuple(band) == prices:
                 band = None  # the whole range also keeps the brands without a price
         sort = st.selectbox("Sort by", list(views.SORTS), key="sort")
-        st.caption("The shop's pages give no category yet, so there is no category filter.")
     rows = views.filter_overview(overview, chosen, band, sort)
-    totals = current.totals_of(rows) if not rows.empty else None
+    totals = current.totals_of(rows, categories) if not rows.empty else None
     if totals is not None:
         cols = st.columns(4)
-        cols[0].metric("Brands shown", f"{len(rows)} of {len(overview)}")
+        cols[0].metric("Brands shown", f"{len(rows)} of {len(everything)}")
         cols[1].metric("Worn share (all shown)", summary.format_share(totals["worn_share"]),
                        help="pooled over the shown brands' predicted images, corrected for the model's error")
         cols[2].metric("95 % interval", summary.format_interval(totals["worn_share_low"], totals["worn_share_high"]))

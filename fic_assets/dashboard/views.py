@@ -29,6 +29,7 @@ OVERVIEW_DISPLAY = {
     "price_p75": "price p75",
     "currency": "currency",
     "top_colours": "top colours",
+    "top_categories": "top categories",
     "packshot_agreement_pct": "packshot flag agrees %",
     "slug": "slug",
 }
@@ -53,6 +54,21 @@ def price_range(overview: pd.DataFrame) -> tuple[float, float] | None:
     if medians.empty:
         return None
     return float(math.floor(medians.min())), float(math.ceil(medians.max()))
+
+
+def category_options(snapshot) -> dict[str, str]:
+    """{filter value: label} of the categories in the snapshot's pieces, most pieces first, then "no category given"
+    (summary.NO_CATEGORY) when some piece has none; {} when no piece has a category, or the snapshot was written
+    before pieces had one (then the dashboard shows no category filter)."""
+    columns = ((snapshot.manifest.get("tables") or {}).get("pieces") or {}).get("columns") or []
+    if "category" not in columns:
+        return {}
+    counts = summary.category_counts(snapshot)
+    if counts["category"].notna().sum() == 0:
+        return {}
+    return {(summary.NO_CATEGORY if pd.isna(category) else str(category)):
+            f"{'no category given' if pd.isna(category) else category} ({int(pieces):,} pieces)"
+            for category, pieces in zip(counts["category"], counts["pieces"])}
 
 
 def filter_overview(overview: pd.DataFrame, brands: list[str] | None = None,
@@ -86,6 +102,8 @@ def overview_table(rows: pd.DataFrame) -> pd.DataFrame:
         "price_iqr": (rows["price_p75"] - rows["price_p25"]).astype("float64"),
         "price_p25": rows["price_p25"], "price_p75": rows["price_p75"],
         "currency": rows["currency"], "top_colours": rows["top_colours"],
+        # A snapshot written before categories has no such column: an empty cell, not an error.
+        "top_categories": rows["top_categories"] if "top_categories" in rows.columns else pd.Series("", index=rows.index, dtype=object),
         "packshot_agreement_pct": _pct(rows["packshot_agreement"]),
         "slug": rows["slug"],
     })

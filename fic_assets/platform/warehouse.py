@@ -46,7 +46,9 @@ SCHEMA: tuple[str, ...] = (
         colour TEXT,
         url TEXT NOT NULL,
         first_seen TIMESTAMPTZ NOT NULL,
-        last_seen TIMESTAMPTZ NOT NULL
+        last_seen TIMESTAMPTZ NOT NULL,
+        category TEXT,                  -- the shop's first category level (breadcrumb, else listing URL); NULL: none given
+        category_path TEXT              -- every level between home and the product, brand left out, " > "-joined
     )""",
     """CREATE TABLE IF NOT EXISTS price_history (
         item_id TEXT NOT NULL,
@@ -174,6 +176,8 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE brands ADD COLUMN IF NOT EXISTS listing_checked_at TIMESTAMPTZ",
     "ALTER TABLE annotations ADD COLUMN IF NOT EXISTS annotator_id BIGINT",
     "ALTER TABLE labels ADD COLUMN IF NOT EXISTS annotator_id BIGINT",
+    "ALTER TABLE pieces ADD COLUMN IF NOT EXISTS category TEXT",
+    "ALTER TABLE pieces ADD COLUMN IF NOT EXISTS category_path TEXT",
     # images.item_id held one piece per image; each becomes that piece's link, once (piece_images empty).
     """INSERT INTO piece_images (item_id, image_url, position, is_packshot, first_seen, last_seen)
        SELECT item_id, image_url, position, is_packshot, first_seen, last_seen FROM images
@@ -183,7 +187,10 @@ MIGRATIONS: tuple[str, ...] = (
 # No secondary indexes: DuckDB turns an UPDATE of an indexed column into delete + insert (100k-piece upserts
 # went from 0.1 s to 6 s with an index on pieces.brand_slug), and its zone maps already serve per-brand scans.
 
-PIECE_COLUMNS = ("item_id", "sku", "name", "brand", "brand_slug", "price", "currency", "colour", "url")
+PIECE_COLUMNS = ("item_id", "sku", "name", "brand", "brand_slug", "price", "currency", "colour", "url", "category", "category_path")
+# Not every crawl sees a piece's category (fetched alone, the listing not a category one, a page without its
+# trail): a crawl that says none keeps the one a crawl before found.
+PIECE_KEEP_IF_NULL = ("category", "category_path")
 IMAGE_COLUMNS = ("image_url", "item_id", "position", "is_packshot")
 
 
@@ -494,6 +501,9 @@ def _frames(items: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     piece_frame = pd.DataFrame(pieces, columns=list(PIECE_COLUMNS)).drop_duplicates("item_id", keep="last")
     piece_frame["price"] = pd.to_numeric(piece_frame["price"], errors="coerce").astype("float64")
     piece_frame["brand"] = piece_frame["brand"].fillna("")
+    for column in PIECE_KEEP_IF_NULL:
+        # Text or NULL, whatever an older or odd feed holds (a feed from before the column has no key at all).
+        piece_frame[column] = piece_frame[column].map(lambda value: (value.strip() or None) if isinstance(value, str) else None).astype("object")
     link_frame = pd.DataFrame(images, columns=list(IMAGE_COLUMNS)).drop_duplicates(["item_id", "image_url"], keep="first")
     link_frame["position"] = link_frame["position"].astype("int32")
     link_frame["is_packshot"] = link_frame["is_packshot"].astype("bool")
@@ -541,7 +551,8 @@ def upsert_items(con: duckdb.DuckDBPyConnection, items: Iterable[dict], seen_at:
                        ON CONFLICT DO NOTHING"""
                 ).fetchone()[0]
                 # _frames cut the rows sharing a key (their counts above need that): upsert() need not again.
-                upsert(con, "pieces", piece_frame, key=["item_id"], keep=["first_seen"], deduplicated=True)
+                upsert(con, "pieces", piece_frame, key=["item_id"], keep=["first_seen"], keep_if_null=PIECE_KEEP_IF_NULL,
+                       deduplicated=True)
             else:
                 price_changes = con.execute(f"SELECT count(*) {changed}").fetchone()[0]
             if images:

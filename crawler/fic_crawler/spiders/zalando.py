@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from fic_crawler import brand_stats
 from fic_crawler.items import ProductItem
 from fic_crawler.items import brand_slug as slug_of
-from fic_crawler.parsing import NoProductError, brand_path, page_number, pagination_links, parse_product, product_links
+from fic_crawler.parsing import NoProductError, brand_path, category_from_listing, page_number, pagination_links, parse_product, product_links
 from fic_crawler.spiders.base import ShopSpider
 
 
@@ -163,6 +163,10 @@ class ZalandoSpider(ShopSpider):
         if brand_slug is None:
             path = brand_path(response.selector, response.url)
             brand_slug = self.brand_keys.get(path or "") or slug_of(path or product["brand"] or "")
+        if product["category"] is None and (category := category_from_listing(listing_url)):
+            # The page names no category, the listing it was found on does (`/{category}/{brand-path}/`).
+            product = {**product, "category": category, "category_path": category}
+            self.count("fic/parse/category_from_listing")
         yield ProductItem(**product, brand_slug=brand_slug, listing_url=listing_url)
 
     def product_failed(self, failure: Failure) -> None:

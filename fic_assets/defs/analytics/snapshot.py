@@ -29,7 +29,8 @@ Tables and columns (TABLES has the same, for code):
     brands         slug, name, url, listed (neither delisted nor gone), first_seen, last_crawled, delisted_at, gone_at
     pieces         item_id, sku, brand_slug, brand_name, name, price, currency, colour (the shop's own word),
                    colour_family (colours.FAMILIES: black, navy, grey, ...; NULL without a colour), url, first_seen,
-                   last_seen
+                   last_seen, category (the shop's first category level: its breadcrumb, else the listing URL's
+                   category; NULL when it gives none), category_path (every level, " > "-joined, brand left out)
     images         image_url, item_id, brand_slug, position, is_packshot (the shop's flag), thumbnail_url (the
                    image at THUMBNAIL_WIDTH px where the URL allows; NULL when the URL is not http(s)), label
                    (worn / not_worn / error; NULL = not predicted yet), score (P(worn)), certainty (|score − 0.5|·2),
@@ -40,7 +41,9 @@ Tables and columns (TABLES has the same, for code):
     brand_summary  summary.OVERVIEW_COLUMNS: slug, name, listed, pieces, images, predicted, errors, worn,
                    worn_share_raw, worn_share (corrected for the model's error), worn_share_low, worn_share_high
                    (95 % interval), worn_share_corrected, price_min/p25/median/p75/max, priced_pieces, currency,
-                   top_colours, packshot_flags, packshot_not_worn, packshot_agreement, model_versions
+                   top_colours, packshot_flags, packshot_not_worn, packshot_agreement, model_versions,
+                   top_categories (the brand's TOP_CATEGORIES most common categories with their pieces); per category
+                   the dashboard recomputes it: summary.brand_overview(snap, categories)
     model.json     {"version", "promoted_at", "arch", "trained_at", "threshold", "cv": {"f1", "f1_std", "f1_min",
                    "f1_max", "folds", "repeats", "n", "accuracy", "precision", "recall", "roc_auc"},
                    "confusion_matrix": {"tp", "fp", "tn", "fn"}, "sensitivity", "specificity", "labels_used"
@@ -88,7 +91,7 @@ THUMBNAIL_WIDTH = 300
 TABLES: dict[str, tuple[str, ...]] = {
     "brands": ("slug", "name", "url", "listed", "first_seen", "last_crawled", "delisted_at", "gone_at"),
     "pieces": ("item_id", "sku", "brand_slug", "brand_name", "name", "price", "currency", "colour", "colour_family",
-               "url", "first_seen", "last_seen"),
+               "url", "first_seen", "last_seen", "category", "category_path"),
     "images": ("image_url", "item_id", "brand_slug", "position", "is_packshot", "thumbnail_url", "label", "score",
                "certainty", "error", "model_version", "predicted_at", "human_label", "label_studio_task_url"),
     "price_history": ("item_id", "brand_slug", "price", "currency", "seen_at"),
@@ -100,7 +103,8 @@ _QUERIES: dict[str, str] = {
     "brands": """SELECT slug, name, url, (delisted_at IS NULL AND gone_at IS NULL) AS listed, first_seen, last_crawled,
                         delisted_at, gone_at FROM brands ORDER BY slug""",
     "pieces": """SELECT p.item_id, p.sku, p.brand_slug, coalesce(b.name, p.brand) AS brand_name, p.name, p.price,
-                        p.currency, p.colour, c.colour_family, p.url, p.first_seen, p.last_seen
+                        p.currency, p.colour, c.colour_family, p.url, p.first_seen, p.last_seen, p.category,
+                        p.category_path
                  FROM pieces p LEFT JOIN brands b ON b.slug = p.brand_slug
                  LEFT JOIN snapshot_colour_families c ON c.colour = p.colour""",
     # Images belong to the brand of their piece (images.item_id), as the predictions and the report count them.

@@ -4,8 +4,11 @@ Every function takes an open snapshot (`fic_assets.defs.analytics.snapshot.open_
 returns plain pandas frames / dicts; nothing here reads the live DuckDB file or needs Dagster.
 
     brand_overview(snapshot)       one row per brand (OVERVIEW_COLUMNS): pieces, images, worn share corrected for
-                                   the model's error with its interval, prices, top colours, packshot agreement
+                                   the model's error with its interval, prices, top colours and categories, packshot
+                                   agreement; brand_overview(snapshot, categories) the same over only the pieces (and
+                                   their images) in those categories, recomputed, brands without such pieces left out
     overview_totals(snapshot, overview)  the totals row (same columns; worn share pooled over every brand's images)
+    category_counts(snapshot)      pieces and brands per category (the shop's breadcrumb; NULL: none given)
     colour_counts(snapshot, slugs) pieces per brand and colour family, with the shop's own words
     brand_examples(snapshot, slug) example images the model calls worn / not worn, and the least certain ones
     price_history(snapshot, slug)  a brand's daily median price over time
@@ -53,8 +56,27 @@ OVERVIEW_COLUMNS = (
     "slug", "name", "listed", "pieces", "images", "predicted", "errors", "worn",
     "worn_share_raw", "worn_share", "worn_share_low", "worn_share_high", "worn_share_corrected",
     "price_min", "price_p25", "price_median", "price_p75", "price_max", "priced_pieces", "currency",
-    "top_colours", "packshot_flags", "packshot_not_worn", "packshot_agreement", "model_versions",
+    "top_colours", "packshot_flags", "packshot_not_worn", "packshot_agreement", "model_versions", "top_categories",
 )
+TOP_CATEGORIES = 3
+# Pieces without a category, in a `categories` filter: categories are never empty text (the warehouse stores NULL).
+NO_CATEGORY = ""
+
+
+def _chosen_pieces(categories) -> tuple[str, list]:
+    """(SQL source, params) of the pieces in `categories` (None: every piece; NO_CATEGORY picks those without one).
+    The source text is fixed: the names go in as parameters."""
+    if categories is None:
+        return "pieces", []
+    names = [c for c in categories if c != NO_CATEGORY]
+    return "(SELECT * FROM pieces WHERE list_contains(?, category) OR (? AND category IS NULL))", [names, NO_CATEGORY in categories]
+
+
+def category_counts(snapshot) -> pd.DataFrame:
+    """category (None: the shop gave none), pieces, brands; most pieces first, then the category, None last."""
+    return snapshot.sql(
+        """SELECT category, count(*) AS pieces, count(DISTINCT brand_slug) AS brands FROM pieces
+           GROUP BY category ORDER BY category IS NULL, pieces DESC, category""")
 
 
 @dataclass(frozen=True)
@@ -130,21 +152,23 @@ def corrected_worn_share(worn, predicted, errors: ModelErrors | None, draws: int
     })
 
 
-def colour_counts(snapshot, slugs=None) -> pd.DataFrame:
+def colour_counts(snapshot, slugs=None, categories=None) -> pd.DataFrame:
     """brand_slug, colour_family, pieces, shop_words (the shop's own words behind the family, most used first).
 
-    Pieces without a colour are left out; sorted by brand, pieces (most first, "other" last among equals), family.
+    Pieces without a colour are left out (and with `categories`, pieces in none of them); sorted by brand, pieces
+    (most first, "other" last among equals), family.
     """
+    source, params = _chosen_pieces(categories)
     return snapshot.sql(
-        """WITH words AS (
-               SELECT brand_slug, colour_family, colour, count(*) AS n FROM pieces
+        f"""WITH words AS (
+               SELECT brand_slug, colour_family, colour, count(*) AS n FROM {source}
                WHERE colour_family IS NOT NULL AND (CAST(? AS TEXT[]) IS NULL OR list_contains(?, brand_slug))
                GROUP BY ALL)
            SELECT brand_slug, colour_family, CAST(sum(n) AS BIGINT) AS pieces,
                   string_agg(colour, ', ' ORDER BY n DESC, colour) AS shop_words
            FROM words GROUP BY brand_slug, colour_family
            ORDER BY brand_slug, pieces DESC, (colour_family = ?), colour_family""",
-        [None if slugs is None else list(slugs), [] if slugs is None else list(slugs), OTHER],
+        [*params, None if slugs is None else list(slugs), [] if slugs is None else list(slugs), OTHER],
     )
 
 
@@ -157,15 +181,25 @@ def _top_colours_text(colours: pd.DataFrame) -> dict[str, str]:
     return {slug: ", ".join(items) for slug, items in text.items()}
 
 
+# {pieces} and {images}: the tables, or with a category filter the chosen pieces and their images (_chosen_pieces).
 _BRAND_COUNTS = """
-    WITH piece_stats AS (
+    WITH chosen_pieces AS (SELECT * FROM {pieces}),
+    chosen_images AS (SELECT * FROM {images}),
+    piece_stats AS (
         SELECT brand_slug, count(*) AS pieces, count(price) AS priced_pieces, min(price) AS price_min,
                quantile_cont(price, 0.25) AS price_p25, quantile_cont(price, 0.5) AS price_median,
                quantile_cont(price, 0.75) AS price_p75, max(price) AS price_max
-        FROM pieces GROUP BY brand_slug),
+        FROM chosen_pieces GROUP BY brand_slug),
     currencies AS (
         SELECT brand_slug, arg_max(currency, n ORDER BY n, currency DESC) AS currency FROM (
-            SELECT brand_slug, currency, count(*) AS n FROM pieces WHERE currency IS NOT NULL GROUP BY ALL)
+            SELECT brand_slug, currency, count(*) AS n FROM chosen_pieces WHERE currency IS NOT NULL GROUP BY ALL)
+        GROUP BY brand_slug),
+    category_stats AS (
+        SELECT brand_slug, string_agg(category || ' ' || n, ', ' ORDER BY n DESC, category)
+                               FILTER (WHERE rank <= {top_categories}) AS top_categories FROM (
+            SELECT brand_slug, category, count(*) AS n,
+                   row_number() OVER (PARTITION BY brand_slug ORDER BY count(*) DESC, category) AS rank
+            FROM chosen_pieces WHERE category IS NOT NULL GROUP BY brand_slug, category)
         GROUP BY brand_slug),
     image_stats AS (
         SELECT brand_slug, count(*) AS images,
@@ -175,30 +209,38 @@ _BRAND_COUNTS = """
                count(*) FILTER (WHERE is_packshot AND label IN ('worn', 'not_worn')) AS packshot_flags,
                count(*) FILTER (WHERE is_packshot AND label = 'not_worn') AS packshot_not_worn,
                string_agg(DISTINCT model_version, ', ' ORDER BY model_version) AS model_versions
-        FROM images GROUP BY brand_slug)
+        FROM chosen_images GROUP BY brand_slug)
     SELECT b.slug, b.name, b.listed,
            coalesce(p.pieces, 0) AS pieces, coalesce(i.images, 0) AS images, coalesce(i.predicted, 0) AS predicted,
            coalesce(i.errors, 0) AS errors, coalesce(i.worn, 0) AS worn,
            p.price_min, p.price_p25, p.price_median, p.price_p75, p.price_max,
            coalesce(p.priced_pieces, 0) AS priced_pieces, c.currency,
            coalesce(i.packshot_flags, 0) AS packshot_flags, coalesce(i.packshot_not_worn, 0) AS packshot_not_worn,
-           coalesce(i.model_versions, '') AS model_versions
+           coalesce(i.model_versions, '') AS model_versions, coalesce(k.top_categories, '') AS top_categories
     FROM brands b
     LEFT JOIN piece_stats p ON p.brand_slug = b.slug
+    LEFT JOIN category_stats k ON k.brand_slug = b.slug
     LEFT JOIN currencies c ON c.brand_slug = b.slug
     LEFT JOIN image_stats i ON i.brand_slug = b.slug"""
 
 
-def brand_overview(snapshot) -> pd.DataFrame:
+def brand_overview(snapshot, categories=None) -> pd.DataFrame:
     """One row per brand of the snapshot (OVERVIEW_COLUMNS), most pieces first, then name (case-insensitive), slug.
 
+    categories (category names; NO_CATEGORY for pieces without one; None: no filter): every number over only the
+    pieces in those categories and their images, the worn share and its interval recomputed from those counts;
+    brands without such a piece are left out.
     A brand without pieces, images or predictions keeps its row with zero counts; numbers that do not exist (a
     share of nothing, the prices of a brand without prices) are NaN; currency is None when no piece has one.
     worn_share is corrected for the production model's error (see the module docstring), worn_share_raw is the
     share of predicted images the model calls worn; packshot_agreement is the share of the shop's packshots
     (with a prediction) the model calls not worn. top_colours: the TOP_COLOURS most common colour families.
     """
-    frame = snapshot.sql(_BRAND_COUNTS)
+    source, params = _chosen_pieces(categories)
+    images = "images" if categories is None else "images WHERE item_id IN (SELECT item_id FROM chosen_pieces)"
+    frame = snapshot.sql(_BRAND_COUNTS.format(pieces=source, images=images, top_categories=int(TOP_CATEGORIES)), params)
+    if categories is not None:
+        frame = frame[frame["pieces"] > 0].reset_index(drop=True)
     for column in ("pieces", "images", "predicted", "errors", "worn", "priced_pieces", "packshot_flags", "packshot_not_worn"):
         frame[column] = frame[column].astype("int64")
     for column in ("price_min", "price_p25", "price_median", "price_p75", "price_max"):
@@ -209,23 +251,26 @@ def brand_overview(snapshot) -> pd.DataFrame:
     for column in shares.columns:
         frame[column] = shares[column].to_numpy()
     frame["packshot_agreement"] = [k / n if n else math.nan for k, n in zip(frame["packshot_not_worn"], frame["packshot_flags"])]
-    top = _top_colours_text(colour_counts(snapshot))
+    top = _top_colours_text(colour_counts(snapshot, categories=categories))
+    frame["top_categories"] = frame["top_categories"].astype("object")
     frame["top_colours"] = pd.Series([top.get(slug, "") for slug in frame["slug"]], dtype="object", index=frame.index)
     frame["_name_key"] = frame["name"].astype(str).str.casefold()
     frame = frame.sort_values(["pieces", "_name_key", "slug"], ascending=[False, True, True], ignore_index=True)
     return frame[list(OVERVIEW_COLUMNS)]
 
 
-def overview_totals(snapshot, overview: pd.DataFrame) -> dict:
+def overview_totals(snapshot, overview: pd.DataFrame, categories=None) -> dict:
     """The totals row over the overview's brands (the same keys as a row): counts summed, the worn share pooled
-    over their predicted images (with its interval), prices over their pieces, packshot agreement pooled."""
+    over their predicted images (with its interval), prices over their pieces, packshot agreement pooled.
+    categories: the filter the overview was computed with (brand_overview(snapshot, categories))."""
     slugs = list(overview["slug"])
     sums = {column: int(overview[column].sum()) for column in
             ("pieces", "images", "predicted", "errors", "worn", "priced_pieces", "packshot_flags", "packshot_not_worn")}
     share = corrected_worn_share([sums["worn"]], [sums["predicted"]], ModelErrors.from_model(snapshot.model)).iloc[0]
+    source, params = _chosen_pieces(categories)
     prices = snapshot.sql(
-        """SELECT min(price), quantile_cont(price, 0.25), quantile_cont(price, 0.5), quantile_cont(price, 0.75), max(price)
-           FROM pieces WHERE list_contains(?, brand_slug)""", [slugs]).iloc[0].tolist()
+        f"""SELECT min(price), quantile_cont(price, 0.25), quantile_cont(price, 0.5), quantile_cont(price, 0.75), max(price)
+           FROM {source} WHERE list_contains(?, brand_slug)""", [*params, slugs]).iloc[0].tolist()
     currencies = {c for c in overview["currency"] if c is not None and not pd.isna(c)}
     versions = sorted({v for text in overview["model_versions"] for v in str(text).split(", ") if v})
     return {
@@ -234,11 +279,12 @@ def overview_totals(snapshot, overview: pd.DataFrame) -> dict:
         **dict(zip(("price_min", "price_p25", "price_median", "price_p75", "price_max"),
                    [math.nan if v is None or pd.isna(v) else float(v) for v in prices])),
         "currency": currencies.pop() if len(currencies) == 1 else None,
-        "top_colours": _top_colours_text(colour_counts(snapshot, slugs).assign(brand_slug="all")
+        "top_colours": _top_colours_text(colour_counts(snapshot, slugs, categories).assign(brand_slug="all")
                                          .groupby(["brand_slug", "colour_family"], as_index=False)["pieces"].sum()
                                          .sort_values(["pieces", "colour_family"], ascending=[False, True])).get("all", ""),
         "packshot_agreement": sums["packshot_not_worn"] / sums["packshot_flags"] if sums["packshot_flags"] else math.nan,
         "model_versions": ", ".join(versions),
+        "top_categories": "",
     }
 
 

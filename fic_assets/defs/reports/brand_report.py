@@ -242,6 +242,8 @@ def _row(record: dict) -> dict:
         "top_colours": record["top_colours"] or MISSING,
         "packshot_flags": _count(record["packshot_flags"]),
         "packshot_agreement": numbers.format_share(record["packshot_agreement"]),
+        # .get: a brand_summary of a snapshot written before categories has no such column.
+        "top_categories": record.get("top_categories") or MISSING,
     }
 
 

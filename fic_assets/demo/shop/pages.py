@@ -261,13 +261,17 @@ class Shop:
             text = text[: len(text) // 2]  # cut mid-way: no lenient parser can mend it
         return [script_json(self.breadcrumbs(base_url, product))], [text]
 
-    def breadcrumbs(self, base_url: str, product: Product) -> dict:
-        trail = [
-            ("Startseite", base_url + "/"),
-            (CATEGORIES[product.category], f"{base_url}/{product.category}/"),
-            (product.brand.name, f"{base_url}/{product.brand.path}/"),
-            (product.name, product_url(base_url, product)),
+    def trail(self, product: Product) -> list[tuple[str, str]]:
+        """(name, path) of the product's breadcrumb trail: home > category > brand > product, as on the real site."""
+        return [
+            ("Startseite", "/"),
+            (CATEGORIES[product.category], f"/{product.category}/"),
+            (product.brand.name, f"/{product.brand.path}/"),
+            (product.name, product.path),
         ]
+
+    def breadcrumbs(self, base_url: str, product: Product) -> dict:
+        trail = [(name, base_url + path) for name, path in self.trail(product)]
         return {
             "@context": "http://schema.org",
             "@type": "BreadcrumbList",
@@ -307,6 +311,8 @@ class Shop:
             old_price=format_eur(product.old_price) if show_price and product.old_price else None,
             gallery=gallery,
             sections=sections,
+            # The visible trail (what a crawler reads when the JSON-LD BreadcrumbList is missing): the same as it.
+            trail=self.trail(product),
         )
 
     def recommended(self, product: Product) -> list[Product]:
