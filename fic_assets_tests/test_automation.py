@@ -18,6 +18,7 @@ import pytest
 
 from fic_assets.platform import warehouse
 from fic_assets_tests.conftest import dg_command, free_port, platform_env, stop_process_group
+from fic_assets_tests.daemon_loops import quick_daemon
 from fic_assets_tests.test_predictions import brand_rows, catalogue_items
 
 BIN = Path(sys.executable).parent
@@ -29,7 +30,7 @@ def instance_of(env: dict) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
 
 
-def wait_for(predicate, seconds: float, what: str, daemon: subprocess.Popen, log: Path, interval: float = 2.0):
+def wait_for(predicate, seconds: float, what: str, daemon: subprocess.Popen, log: Path, interval: float = 1.0):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = predicate()
@@ -126,11 +127,11 @@ def crawled_platform(tmp_path: Path, demo_shop_url: str, **settings: str) -> dic
 def running_daemon(env: dict, log_path: Path):
     """`dagster-daemon run` on the code location as workspace.yaml names it (location `fic`, as `dg dev` and the
     compose stack name it: the sensors' state is stored under that name). Its own session: its code server and
-    the runs it launches are stopped with it."""
+    the runs it launches are stopped with it. It takes up queued runs and backfills within seconds (daemon_loops.py)."""
     from fic_assets.platform.settings import REPO_ROOT
 
     with log_path.open("ab") as log:
-        process = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(REPO_ROOT / "workspace.yaml")], env=env,
+        process = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(REPO_ROOT / "workspace.yaml")], env=quick_daemon(env),
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=log_path.parent)
         try:
             yield process

@@ -18,6 +18,7 @@ import pytest
 from fic_assets.defs.model import artifact
 from fic_assets.platform import warehouse
 from fic_assets_tests.conftest import dg_command, free_port, platform_env, stop_process_group, wait_for
+from fic_assets_tests.daemon_loops import quick_daemon
 
 BIN = Path(sys.executable).parent
 
@@ -52,9 +53,10 @@ def dagster_dev(tmp_path, demo_shop_url):
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "dagster_dev.log").open("wb")
     # Own session: `dg dev` ignores SIGTERM sent to its shell, so the whole group is killed afterwards.
+    # Its daemon takes up queued runs and backfills within seconds (daemon_loops.py): three backfills here.
     server = subprocess.Popen(
         dg_command("dev", "-h", "127.0.0.1", "-p", str(port)),
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
+        env=quick_daemon(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
     )
     try:
         wait_for(lambda: server.poll() is not None or server_up(url), 120, "dg dev to answer", interval=1)
