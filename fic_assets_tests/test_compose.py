@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from fic_assets.dashboard import views
 from fic_assets.platform import settings
 from fic_assets_tests.conftest import require
 from fic_assets_tests.stack import (
@@ -278,6 +279,14 @@ def test_dashboard_service_reads_the_snapshot_the_code_location_writes():
     assert mounts == {code_env["FIC_DATA_DIR"]: named_volume_targets(compose, "code")[code_env["FIC_DATA_DIR"]]}
     assert all(str(entry).endswith(":ro") for entry in dashboard["volumes"])  # read-only
     assert "/_stcore/health" in " ".join(dashboard["healthcheck"]["test"])
+    # Its links: the snapshot's container-host URLs (Label Studio as the code location reaches it, the demo shop's
+    # service) rewritten to the ports published on loopback, so thumbnails and task links open in the browser.
+    prefixes = dict(views.public_url_prefixes(environment(dashboard)))
+    label_studio, shop = code_env["FIC_LABEL_STUDIO_URL"].rstrip("/") + "/", code_env["FIC_SHOP_URL"].rstrip("/") + "/"
+    assert prefixes == {label_studio: "http://127.0.0.1:8080/", shop: "http://127.0.0.1:8765/"}
+    assert "127.0.0.1:8080:8080" in services["label-studio"]["ports"] and "127.0.0.1:8765:8765" in services["demo-shop"]["ports"]
+    custom = environment(load_compose({"FIC_LABEL_STUDIO_PUBLIC_URL": "https://ls.example.org"})["services"]["dashboard"])
+    assert dict(views.public_url_prefixes(custom))[label_studio] == "https://ls.example.org/"
 
 
 def test_published_ports_are_on_loopback_only():

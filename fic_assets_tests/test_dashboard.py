@@ -148,6 +148,35 @@ def test_brand_page_shows_examples_with_label_studio_links_prices_and_colours(sn
     assert texts(test.subheader) == ["Gamma"] and test.query_params["brand"] == "gamma"
 
 
+def test_links_use_the_public_addresses_the_browser_reaches(snapshot, monkeypatch):
+    """In the compose stack the snapshot's links name container hosts (label-studio, demo-shop): with
+    FIC_DASHBOARD_PUBLIC_URLS the thumbnails and Label Studio buttons point where the analyst's browser reaches them;
+    a URL under no prefix (a real shop's image host, a longer port) stays as stored."""
+    monkeypatch.setenv(views.PUBLIC_URLS_VARIABLE, "http://ls.example:8080=http://127.0.0.1:18080/ls, "
+                                                   "https://img.example=http://127.0.0.1:8765/")
+    test = app("brand", brand="zeta")
+    no_traceback(test)
+    assert [b.proto.url for b in test.get("link_button")] == ["http://127.0.0.1:18080/ls/projects/7/data?task=42"] * 2
+    urls = [image.url for element in test.get("image") for image in element.proto.imgs]
+    assert urls.count("http://127.0.0.1:8765/z1.jpg?imwidth=300") == 2 and len(urls) == 6
+    assert all(url.startswith("http://127.0.0.1:8765/") for url in urls)
+    prefixes = views.public_url_prefixes({views.PUBLIC_URLS_VARIABLE: "http://demo-shop:8765=http://127.0.0.1:8765"})
+    assert views.public_url("http://demo-shop:87650/x.jpg", prefixes) == "http://demo-shop:87650/x.jpg"
+    assert views.public_url("https://img01.ztat.net/a.jpg", prefixes) == "https://img01.ztat.net/a.jpg"
+    assert views.public_url(None, prefixes) is None
+
+
+@pytest.mark.parametrize("value", ["http://label-studio:8080", "label-studio:8080=http://127.0.0.1:8080",
+                                   "http://label-studio:8080=127.0.0.1:8080"])
+def test_malformed_public_urls_stop_the_start_with_a_clear_error(value, monkeypatch, capsys):
+    """Bad input: FIC_DASHBOARD_PUBLIC_URLS without "=", or a side that is not an http(s) URL: `fic dashboard`
+    exits 2 naming the variable and the entry, before it starts anything."""
+    monkeypatch.setenv(views.PUBLIC_URLS_VARIABLE, value)
+    assert server.main(["--port", str(free_port())]) == 2
+    error = capsys.readouterr().err
+    assert views.PUBLIC_URLS_VARIABLE in error and repr(value) in error
+
+
 def test_model_page_shows_version_f1_spread_labels_and_confusion_matrix(snapshot):
     test = app("model")
     no_traceback(test)

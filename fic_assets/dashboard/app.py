@@ -208,7 +208,9 @@ def brand_page(snap, overview: pd.DataFrame) -> None:
         st.info(f"No predictions for this brand yet ({row['images']} images, {row['errors']} failed): its images "
                 "get predictions in the next `brand_predictions` run (the automation starts it after a crawl or a "
                 "promotion), and show here with the next snapshot.")
-    examples = summary.brand_examples(snap, slug)
+    prefixes = views.public_url_prefixes()
+    examples = {kind: views.with_public_links(frame, prefixes)
+                for kind, frame in summary.brand_examples(snap, slug).items()}
     tabs = st.tabs(["Worn", "Not worn", "Least certain", "Prices", "Colours"])
     with tabs[0]:
         st.caption("What the model is surest shows the garment worn.")

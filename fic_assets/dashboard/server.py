@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from fic_assets.dashboard import views
 from fic_assets.platform import processes, settings
 from fic_assets.platform.net import port_is_free
 
@@ -112,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.snapshot and not Path(args.snapshot).is_dir():
         print(f"error: --snapshot {args.snapshot}: no such directory (the analytics folder `analytics_snapshot` "
               "writes, default $FIC_DATA_DIR/analytics)", file=sys.stderr)
+        return 2
+    try:
+        views.public_url_prefixes()  # a malformed FIC_DASHBOARD_PUBLIC_URLS stops the start, not a page later
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     if args.background:
         try:

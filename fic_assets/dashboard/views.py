@@ -8,6 +8,8 @@ function returns the frame that is on screen, which is also what the CSV / Parqu
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -33,6 +35,12 @@ OVERVIEW_DISPLAY = {
     "packshot_agreement_pct": "packshot flag agrees %",
     "slug": "slug",
 }
+# Where the snapshot's links name a service the analyst's browser cannot reach (in the compose stack:
+# http://label-studio:8080, http://demo-shop:8765, the container host names), the address the browser reaches it
+# at: "internal=public" pairs, comma-separated. Unset (a dashboard on the platform's own machine): links as stored.
+PUBLIC_URLS_VARIABLE = "FIC_DASHBOARD_PUBLIC_URLS"
+LINK_COLUMNS = ("thumbnail_url", "label_studio_task_url")
+
 SORTS = {
     "most pieces": ("pieces", False),
     "worn share, highest first": ("worn_share", False),
@@ -167,3 +175,37 @@ def model_table(model: dict) -> pd.DataFrame:
 def escape_markdown(text: str) -> str:
     """Text shown literally where Streamlit reads Markdown (a brand name like `Levi's "501" / Ève` or `*Sale*`)."""
     return "".join("\\" + char if char in "\\`*_{}[]<>()#+-.!|~$:" else char for char in str(text))
+
+
+def public_url_prefixes(environ: Mapping[str, str] = os.environ) -> list[tuple[str, str]]:
+    """[(internal prefix, public prefix)] from FIC_DASHBOARD_PUBLIC_URLS; each prefix ends with "/" so that
+    http://demo-shop:8765 never rewrites http://demo-shop:87650/. A malformed pair is a clear error at start."""
+    pairs = []
+    for entry in filter(None, (part.strip() for part in environ.get(PUBLIC_URLS_VARIABLE, "").split(","))):
+        internal, sep, public = (side.strip() for side in entry.partition("="))
+        if not sep or not internal.startswith(("http://", "https://")) or not public.startswith(("http://", "https://")):
+            raise ValueError(f"{PUBLIC_URLS_VARIABLE}: {entry!r} is not an internal=public pair of http(s) URLs "
+                             "(e.g. http://label-studio:8080=http://127.0.0.1:8080)")
+        pairs.append((internal.rstrip("/") + "/", public.rstrip("/") + "/"))
+    return pairs
+
+
+def public_url(url: object, prefixes: list[tuple[str, str]]) -> object:
+    """`url` as the analyst's browser reaches it (the first matching prefix rewritten); anything else unchanged."""
+    if not isinstance(url, str):
+        return url
+    for internal, public in prefixes:
+        if url.startswith(internal):
+            return public + url[len(internal):]
+    return url
+
+
+def with_public_links(frame: pd.DataFrame, prefixes: list[tuple[str, str]]) -> pd.DataFrame:
+    """The frame with its link columns (thumbnails, Label Studio tasks) as the browser reaches them."""
+    if not prefixes:
+        return frame
+    frame = frame.copy()
+    for column in LINK_COLUMNS:
+        if column in frame.columns:
+            frame[column] = frame[column].map(lambda url: public_url(url, prefixes))
+    return frame
