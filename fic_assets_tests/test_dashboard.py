@@ -3,7 +3,7 @@ DuckDB files, through Streamlit's AppTest (the script run as a browser session w
 screen are the shared summary functions', the filters and sort, the examples with their Label Studio links, and
 bad input: no snapshot yet, an empty snapshot, a brand with no predictions, a brand named `Levi's "501" / Ève`, a
 missing thumbnail URL (each a message, never a traceback). The CLI: `fic dashboard --background` / `--stop`, a bad
---snapshot, a busy port. In real Chromium: test_dashboard_browser.py."""
+--snapshot, a busy port. In real Chromium, on a whole demo run: test_demo_photos.py (dashboard_browser.py)."""
 
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ from fic_assets.demo.shop.catalogue import build_catalogue, catalogue_for, image
 from fic_assets.demo.shop.images import image_bytes
 from fic_assets.demo.shop.photos import PhotosError, load_photos
 from fic_assets_tests.conftest import free_port, platform_env
+from fic_assets_tests.dashboard_browser import check_dashboard_in_chromium
 
 
 def pillow_mime(data: bytes) -> str:
@@ -379,10 +380,12 @@ def photo_shop_url(real_set):
         yield base_url
 
 
+@pytest.mark.browser
 def test_demo_runs_the_whole_loop_on_real_photos(tmp_path, photo_shop_url, real_photos, real_set, label_studio, s3):
     """`fic demo --photos DIR` on the real photos, set up like test_dagster_cli's whole-loop test (first listing page
     of each brand, 200 labels a round, the fast train params) but on six brands: it completes with predictions for
-    every image and the report, the labels are the folders, and the F1 the demo prints is sane on real photos."""
+    every image and the report, the labels are the folders, and the F1 the demo prints is sane on real photos.
+    The dashboard it ends with is browsed in Chromium (dashboard_browser.py) before it is stopped."""
     import dagster as dg
     import yaml
 
@@ -410,12 +413,14 @@ def test_demo_runs_the_whole_loop_on_real_photos(tmp_path, photo_shop_url, real_
         FIC_PARAMS_FILE=str(params),
     )
     started = time.monotonic()
+    dashboard_url = f"http://127.0.0.1:{env['FIC_DASHBOARD_PORT']}"
     try:
         demo = run([sys.executable, "-m", "fic_assets.cli", "demo", "--error-rate", "0", "--photos", str(real_photos)], env, timeout=900)
+        assert demo.stdout.rstrip().splitlines()[-1].endswith(f"example images, the model, downloads): {dashboard_url}"), demo.stdout[-2000:]
+        # The dashboard the demo left running, in Chromium, over this run's snapshot and the shop's real photos.
+        check_dashboard_in_chromium(dashboard_url, Path(env["FIC_DATA_DIR"]) / "analytics", photo_shop_url)
     finally:  # the dashboard the demo leaves running in the background
         stopped = run([sys.executable, "-m", "fic_assets.cli", "dashboard", "--stop"], env, timeout=60)
-    dashboard_url = f"http://127.0.0.1:{env['FIC_DASHBOARD_PORT']}"
-    assert demo.stdout.rstrip().splitlines()[-1].endswith(f"example images, the model, downloads): {dashboard_url}"), demo.stdout[-2000:]
     assert f"stopped the dashboard on {dashboard_url}" in stopped.stdout, stopped.stdout
     print(f"\nfic demo --photos: {time.monotonic() - started:.0f} s\n" + "\n".join(
         line for line in demo.stdout.splitlines() if line.startswith("[fic demo]")))
