@@ -68,6 +68,25 @@ def test_host_that_never_answers_times_out_at_the_deadline(host, session):
     assert host.hits["/silent/a"] == 1
 
 
+def test_deadline_is_final_when_the_socket_timeout_fires_before_the_watchdog(host, session):
+    """Bad input: a host that never answers, on a loaded machine where the watchdog thread runs late, so the
+    socket's own read timeout (min(timeout, deadline)) ends the wait first. A spent deadline is still final, not
+    retried (a retry is a second request to a host that is already not answering)."""
+    from fic_assets.defs.dataset import download
+
+    def stall_watchdog():  # the watchdog cannot run while its lock is held: as if starved of CPU past the deadline
+        wait_for(lambda: host.hits["/silent/b"] == 1, 5, "the request to arrive")
+        with download._WATCHDOG._lock:
+            time.sleep(2.5)
+
+    staller = threading.Thread(target=stall_watchdog, daemon=True)
+    staller.start()
+    result = fetch_one(session, f"{host.url}/silent/b", policy(timeout=60))
+    staller.join()
+    assert result.error == "timed out after 2 s (deadline): no response", result.error
+    assert host.hits["/silent/b"] == 1
+
+
 def test_body_over_the_cap_with_an_honest_content_length_is_refused_before_reading(host, tmp_path):
     """Bad input: a 1 MB body with its true Content-Length, over the 256 KiB cap."""
     cache = ImageCache(tmp_path)

@@ -375,7 +375,9 @@ def _get_once(session: requests.Session, url: str, policy: DownloadPolicy, cance
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
         if attempt is not None and attempt.cancelled:
             raise _Cancelled from error
-        if attempt is not None and attempt.expired:
+        # Past the deadline, whoever noticed first: the watchdog's cut, or the socket's own read timeout (it is
+        # min(timeout, deadline), so under load it can fire before the watchdog thread runs). Either way final.
+        if attempt is not None and (attempt.expired or time.monotonic() >= attempt.deadline):
             got = f"{progress[0]} of {'?' if declared is None else declared} bytes received" if answered else "no response"
             raise _FinalError(f"timed out after {policy.deadline:g} s (deadline): {got}") from error
         raise _classify(error, read_timeout) from error
