@@ -56,7 +56,7 @@ def check_dashboard_in_chromium(url: str, snapshot: Path, image_prefix: str) -> 
             assert csv["worn share %"].tolist() == pytest.approx(expected["worn share %"].tolist(), nan_ok=True)
 
             page.goto(f"{url}/?page=brand&brand={busiest['slug']}")
-            expect(page.get_by_role("heading", name=str(busiest["name"]))).to_be_visible()
+            expect(page.get_by_role("heading", name=str(busiest["name"]), exact=True)).to_be_visible()
             thumbnails = page.locator("[data-testid='stImage'] img")
             expect(thumbnails.first).to_be_visible()
             page.wait_for_function(
@@ -68,9 +68,11 @@ def check_dashboard_in_chromium(url: str, snapshot: Path, image_prefix: str) -> 
 
             page.goto(f"{url}/?page=model")
             expect(page.get_by_role("heading", name="Model", exact=True)).to_be_visible()
-            expect(page.get_by_text(str(model["version"]))).to_be_visible()
+            # exact: the caveat paragraph above the metrics quotes the version and F1 too, so a substring match finds
+            # two elements once the metrics have rendered (strict mode), one if it looks before they have
+            expect(page.get_by_text(str(model["version"]), exact=True)).to_be_visible()
             cv = model["cv"]
-            expect(page.get_by_text(f"{cv['f1']:.3f} ± {cv['f1_std']:.3f}")).to_be_visible()
+            expect(page.get_by_text(f"{cv['f1']:.3f} ± {cv['f1_std']:.3f}", exact=True)).to_be_visible()
             page.wait_for_timeout(1000)
             page.screenshot(path=str(SCREENSHOTS["model"]), full_page=True)
             assert page.locator("[data-testid='stException']").count() == 0
