@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from fic_assets.defs.shared import DUCKDB_POOL
 from fic_assets.platform import warehouse
 from fic_assets.platform.instance import ensure_pools
 from fic_assets.platform.warehouse import DuckDBResource
@@ -206,30 +207,51 @@ def step_started(dagster_home: str) -> bool:
         return any(instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_START) for run in instance.get_runs())
 
 
+def duckdb_pool(dagster_home: str):
+    """The `duckdb` pool as the instance sees it: who holds its slot, which steps wait for it."""
+    with dg.DagsterInstance.from_config(dagster_home) as instance:
+        return instance.event_log_storage.get_concurrency_info(DUCKDB_POOL)
+
+
 def test_two_crawl_runs_at_once_on_one_duckdb_both_complete_serialized(demo_shop_url, tmp_path):
-    """Bad input: two `dagster asset materialize` runs (brand partitions levis and jack-jones) started at the same
-    moment on the same DuckDB file and DAGSTER_HOME, while a third process (a person's notebook) holds the file.
+    """Bad input: two `dagster asset materialize` runs (brand partitions levis and jack-jones) running at once on
+    the same DuckDB file and DAGSTER_HOME, while a third process (a person's notebook) holds the file.
 
     Two layers keep lock errors away from the user, and this test sees both: the instance's `duckdb` pool (one
     slot, from the platform's dagster.yaml; CLI runs honour it, unlike tests' execute_in_process on a bare
     instance) serializes the two runs' steps, and the notebook, which no pool knows of, is waited out by
-    warehouse.connect: the first step starts while the file is locked and crawls only after it is released."""
+    warehouse.connect: the first step starts while the file is locked and crawls only after it is released.
+
+    The second run starts once the first holds the pool's slot, and the notebook lets go only once the second
+    waits for that slot. Started in the same instant, both could get it: Dagster's SQLite event log claims a slot
+    with a SELECT and an UPDATE by id that pysqlite runs outside one transaction (two processes claiming together
+    both won in 5 of 20 tries; one CI run saw the steps overlap). The platform does not rest on the pool for that
+    reason: writers hold DuckDB only for their writes, and warehouse.connect waits out another process's lock."""
     env = platform_env(tmp_path, demo_shop_url)
     seed_brands(env, demo_shop_url, ("levis", "jack-jones"))
-    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+    home = env["DAGSTER_HOME"]
+    with dg.DagsterInstance.from_config(home) as instance:
         ensure_pools(instance)  # as fic demo / scripts/ui do: no first-claim race between the two runs
     holder = hold_duckdb(env["FIC_DUCKDB"])
     logs = {slug: tmp_path / f"{slug}.log" for slug in ("levis", "jack-jones")}
     runs = {}
+
+    def launch(slug: str) -> None:
+        with logs[slug].open("w") as out:
+            runs[slug] = subprocess.Popen(materialize_command(slug), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def a_run_ended() -> bool:
+        return any(run.poll() is not None for run in runs.values())
+
     try:
-        for slug, log in logs.items():
-            with log.open("w") as out:
-                runs[slug] = subprocess.Popen(materialize_command(slug), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        launch("levis")
+        wait_for(lambda: duckdb_pool(home).claimed_slots or a_run_ended(), 180, "the first run to claim the duckdb slot", interval=0.2)
+        launch("jack-jones")
         # From the instance's event log, not the CLI's output: the platform's python_logs level (INFO) hides
         # Dagster's DEBUG-level step events there.
-        wait_for(lambda: step_started(env["DAGSTER_HOME"])
-                 or any(run.poll() is not None for run in runs.values()), 180, "a crawl step to start", interval=0.2)
-        time.sleep(4)  # the step (its first act: open DuckDB) is now waiting for the lock
+        wait_for(lambda: (step_started(home) and duckdb_pool(home).pending_step_count) or a_run_ended(), 180,
+                 "the first crawl step to start and the second run's step to wait for the slot", interval=0.2)
+        time.sleep(2)  # the first step (its first act: open DuckDB) is now waiting for the notebook's lock
         released = warehouse.utcnow()
         holder.communicate("release\n", timeout=30)
         for slug, run in runs.items():
